@@ -1,0 +1,61 @@
+"""``digitnet`` command line: a thin layer over the library.
+
+Each sub-command lives in its own module with two functions: ``register(subparsers)``
+adds its arguments, ``run(args)`` does the work. Modules import NumPy and friends only
+inside ``run``, so ``digitnet --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Sub-command name -> module (in this package) that implements it.
+COMMANDS = {
+    "train": "train",
+    "evaluate": "evaluate",
+}
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from digitnet import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="digitnet",
+        description="Handwritten-digit classification with a from-scratch NumPy neural network.",
+    )
+    parser.add_argument("--version", action="version", version=f"digitnet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(f"digitnet.cli.{module_name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``digitnet`` console script; returns the exit code."""
+    from digitnet.errors import DigitnetError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except DigitnetError as exc:
+        print(f"digitnet {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as exc:  # invalid option combinations found by the library
+        print(f"digitnet {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"digitnet {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

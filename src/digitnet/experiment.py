@@ -1,0 +1,139 @@
+"""The whole job, as a library call: data -> preprocessing -> network -> training -> metrics -> files.
+
+:func:`train_run` is what ``digitnet train`` does; :func:`evaluate_model` is what
+``digitnet evaluate`` does. Both return plain dictionaries that are also written as
+``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from digitnet.data.datasets import Dataset
+from digitnet.data.preprocessing import MinMaxScaler, stratified_split
+from digitnet.fileio import atomic_write_json
+from digitnet.metrics import classification_metrics
+from digitnet.model_io import TrainedModel, save_model
+from digitnet.network import MLP
+from digitnet.training import TrainConfig, TrainResult, evaluate_loss_accuracy, fit
+
+MODEL_FILE = "model.npz"
+METRICS_FILE = "metrics.json"
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`train_run` produced."""
+
+    model: TrainedModel
+    result: TrainResult
+    metrics: dict[str, Any]
+    out_dir: Path | None
+
+
+def evaluate_model(model: TrainedModel, dataset: Dataset) -> dict[str, Any]:
+    """Test-set metrics of ``model``: accuracy, precision/recall/F1 (macro, weighted, per class),
+    confusion matrix and mean test loss."""
+    if dataset.n_features != model.network.n_inputs:
+        raise ValueError(
+            f"the model expects {model.network.n_inputs} features but data set "
+            f"{dataset.name!r} has {dataset.n_features}"
+        )
+    if len(dataset.class_names) != model.network.n_classes:
+        raise ValueError(
+            f"the model has {model.network.n_classes} classes but data set "
+            f"{dataset.name!r} has {len(dataset.class_names)}"
+        )
+    started = time.perf_counter()
+    y_pred = model.predict(dataset.x_test)
+    metrics = classification_metrics(dataset.y_test, y_pred, dataset.class_names)
+    test_loss, _ = evaluate_loss_accuracy(model.network, dataset.x_test, dataset.y_test,
+                                          model.scaler)
+    out = {"test_accuracy": metrics.pop("accuracy"), "test_loss": test_loss, **metrics}
+    out["eval_seconds"] = time.perf_counter() - started
+    return out
+
+
+def environment() -> dict[str, Any]:
+    """Where a run happened: versions and thread settings that affect speed and bits."""
+    return {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+    }
+
+
+def train_run(
+    dataset: Dataset,
+    config: TrainConfig,
+    out_dir: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> RunOutcome:
+    """Train a network on ``dataset`` with ``config``, evaluate it on the test set, and
+    (with ``out_dir``) write ``model.npz`` and ``metrics.json`` there.
+
+    The validation split is carved out of the training set (stratified, seeded with
+    ``config.seed``); the test set is used only for the final evaluation.
+    """
+    scaler = MinMaxScaler.fit(dataset.x_train)
+    if config.validation_fraction > 0:
+        train_idx, val_idx = stratified_split(
+            dataset.y_train, config.validation_fraction, config.seed
+        )
+        x_tr, y_tr = dataset.x_train[train_idx], dataset.y_train[train_idx]
+        x_val, y_val = dataset.x_train[val_idx], dataset.y_train[val_idx]
+    else:
+        x_tr, y_tr, x_val, y_val = dataset.x_train, dataset.y_train, None, None
+
+    network = MLP(dataset.n_features, config.hidden, dataset.n_classes, config.activation,
+                  config.dtype, config.seed)
+    if log is not None:
+        log(f"{dataset.name}: {len(x_tr)} training, {0 if x_val is None else len(x_val)} "
+            f"validation, {len(dataset.x_test)} test samples; network {network.describe()} "
+            f"({network.n_parameters:,} parameters)")
+    result = fit(network, x_tr, y_tr, scaler, config, x_val, y_val, progress=progress, log=log)
+    model = TrainedModel(network, scaler, dataset.class_names, dataset.image_shape,
+                         dataset.name)
+    test = evaluate_model(model, dataset)
+    model.info = {
+        "test_accuracy": test["test_accuracy"],
+        "f1_macro": test["f1_macro"],
+        "config": config.to_dict(),
+        "epochs_run": result.epochs_run,
+    }
+    metrics: dict[str, Any] = {
+        **test,
+        "train_seconds": result.train_seconds,
+        "epochs_run": result.epochs_run,
+        "best_epoch": result.best_epoch,
+        "stopped_early": result.stopped_early,
+        "interrupted": result.interrupted,
+        "history": result.history_dicts(),
+        "config": config.to_dict(),
+        "seed": config.seed,
+        "dataset": {"name": dataset.name, "source": dataset.source,
+                    "n_train": len(x_tr), "n_validation": 0 if x_val is None else len(x_val),
+                    "n_test": len(dataset.x_test)},
+        "architecture": network.describe(),
+        "layer_sizes": network.layer_sizes,
+        "n_parameters": network.n_parameters,
+        "environment": environment(),
+    }
+    out_path = None
+    if out_dir is not None:
+        out_path = Path(out_dir)
+        save_model(model, out_path / MODEL_FILE)
+        atomic_write_json(out_path / METRICS_FILE, metrics)
+    return RunOutcome(model, result, metrics, out_path)

@@ -1,0 +1,180 @@
+"""The building blocks of the network: each with its forward pass and its backward pass side by side.
+
+Notation (one mini-batch):
+
+* ``n`` samples, a layer maps ``d_in`` features to ``d_out`` features;
+* ``x`` has shape ``(n, d_in)``, ``W`` ``(d_in, d_out)``, ``b`` ``(d_out,)``;
+* ``delta = dL/d(output)`` is what the next layer hands back during backpropagation,
+  and each ``backward`` returns ``dL/d(input)`` for the layer before it.
+
+Rows are samples, so a whole batch goes through one matrix product (no per-sample loops).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import NDArray
+
+from digitnet.activations import Activation, get_activation
+
+Array = NDArray[np.floating]
+Labels = NDArray[np.integer]
+
+
+def init_weights(
+    fan_in: int, fan_out: int, scheme: str, rng: np.random.Generator, dtype: type
+) -> Array:
+    """Small random weights, scaled so activations neither explode nor vanish.
+
+    * ``"he"`` (Kaiming, for ReLU): ``W ~ N(0, 2 / fan_in)``;
+    * ``"glorot"`` (Xavier, for sigmoid/tanh): ``W ~ U(-r, r)``, ``r = sqrt(6 / (fan_in + fan_out))``,
+      i.e. variance ``2 / (fan_in + fan_out)``.
+    """
+    if scheme == "he":
+        w = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+    elif scheme == "glorot":
+        limit = np.sqrt(6.0 / (fan_in + fan_out))
+        w = rng.uniform(-limit, limit, size=(fan_in, fan_out))
+    else:
+        raise ValueError(f"unknown initialization {scheme!r}; expected 'he' or 'glorot'")
+    return w.astype(dtype)
+
+
+class Dense:
+    """Fully connected (affine) layer.
+
+    Forward::
+
+        z = x @ W + b                       (n, d_out)
+
+    Backward, given ``delta = dL/dz`` of shape ``(n, d_out)``::
+
+        dL/dW = x.T @ delta                 (d_in, d_out)
+        dL/db = sum of delta over samples   (d_out,)
+        dL/dx = delta @ W.T                 (n, d_in)
+
+    The gradients are written into ``grad_W`` and ``grad_b`` (allocated once), which
+    the optimizer reads. A first layer does not need ``dL/dx`` (the input is data, not
+    a parameter), so ``backward`` skips that product when ``needs_input_grad`` is false:
+    it is a third of the first layer's work, and the first layer holds most of the FLOPs.
+    """
+
+    def __init__(self, W: Array, b: Array, needs_input_grad: bool = True) -> None:
+        self.W = W
+        self.b = b
+        self.grad_W = np.zeros_like(W)
+        self.grad_b = np.zeros_like(b)
+        self.needs_input_grad = needs_input_grad
+        self._x: Array | None = None
+
+    def forward(self, x: Array) -> Array:
+        """``z = x @ W + b``; remembers ``x`` for the backward pass."""
+        self._x = x
+        z = x @ self.W
+        z += self.b
+        return z
+
+    def backward(self, delta: Array) -> Array | None:
+        """Fill ``grad_W``, ``grad_b`` and return ``dL/dx = delta @ W.T`` (or ``None``)."""
+        assert self._x is not None, "backward() called before forward()"
+        np.matmul(self._x.T, delta, out=self.grad_W)
+        np.sum(delta, axis=0, out=self.grad_b)
+        if not self.needs_input_grad:
+            return None
+        return delta @ self.W.T
+
+
+class ActivationLayer:
+    """Element-wise non-linearity ``a = f(z)`` (see :mod:`digitnet.activations`).
+
+    Forward: ``a = f(z)``, computed in place in ``z``'s buffer.
+    Backward: ``dL/dz = dL/da * f'(z)``, computed in place in ``delta``'s buffer
+    from the stored output ``a``.
+    """
+
+    def __init__(self, activation: Activation | str) -> None:
+        self.activation = (
+            get_activation(activation) if isinstance(activation, str) else activation
+        )
+        self._a: Array | None = None
+
+    def forward(self, z: Array) -> Array:
+        """``a = f(z)`` (overwrites ``z``)."""
+        self._a = self.activation.forward(z)
+        return self._a
+
+    def backward(self, delta: Array) -> Array:
+        """``delta * f'(z)`` (overwrites ``delta``)."""
+        assert self._a is not None, "backward() called before forward()"
+        self.activation.backward(self._a, delta)
+        return delta
+
+
+def log_softmax(logits: Array) -> Array:
+    """``log p_k = z_k - logsumexp(z)`` row by row, stable for any finite logits.
+
+    Subtracting the row maximum ``m`` first keeps every ``exp`` in (0, 1]::
+
+        logsumexp(z) = m + log(sum_k exp(z_k - m))
+    """
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    return shifted
+
+
+def softmax(logits: Array) -> Array:
+    """Class probabilities ``p_k = exp(z_k) / sum_j exp(z_j)``, shape ``(n, n_classes)``."""
+    p = logits - logits.max(axis=1, keepdims=True)
+    np.exp(p, out=p)
+    p /= p.sum(axis=1, keepdims=True)
+    return p
+
+
+class SoftmaxCrossEntropy:
+    """Softmax output layer fused with the categorical cross-entropy loss.
+
+    With logits ``z`` (n, K), probabilities ``p = softmax(z)`` and one-hot targets
+    ``y`` (n, K), the mean loss over the batch is::
+
+        L = -(1/n) * sum_i sum_k y_ik * log p_ik
+
+    and its gradient with respect to the logits is the famously simple::
+
+        dL/dz = (p - y) / n                 (n, K)
+
+    Fusing the two avoids the Jacobian of softmax and ``log(0)``: ``log p`` comes
+    from :func:`log_softmax`, so logits of +-1e4 still give a finite loss.
+
+    Targets may be one-hot rows ``(n, K)`` or integer class indices ``(n,)``. For
+    indices, ``y`` is never built as a dense matrix: ``sum_k y_ik log p_ik`` is just
+    ``log p_i,label_i`` and ``p - y`` subtracts 1 at each sample's label, which is
+    the same arithmetic without the ``n x K`` one-hot temporary.
+    """
+
+    def __init__(self) -> None:
+        self._p: Array | None = None
+        self._targets: Array | Labels | None = None
+
+    def forward(self, logits: Array, targets: Array | Labels) -> float:
+        """Mean cross-entropy of the batch; remembers ``p`` and the targets."""
+        log_p = log_softmax(logits)
+        n = logits.shape[0]
+        if targets.ndim == 1:
+            loss = -log_p[np.arange(n), targets].sum() / n
+        else:
+            loss = -(targets * log_p).sum() / n
+        self._p = np.exp(log_p, out=log_p)
+        self._targets = targets
+        return float(loss)
+
+    def backward(self) -> Array:
+        """``dL/dz = (p - y) / n``, computed in the buffer that holds ``p``."""
+        assert self._p is not None and self._targets is not None, "backward() before forward()"
+        delta, targets = self._p, self._targets
+        n = delta.shape[0]
+        if targets.ndim == 1:
+            delta[np.arange(n), targets] -= 1.0
+        else:
+            delta -= targets
+        delta /= n
+        return delta

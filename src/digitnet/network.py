@@ -1,0 +1,191 @@
+"""The multi-layer perceptron: a stack of Dense and activation layers ending in softmax.
+
+For hidden sizes ``h_1 ... h_L`` the network computes, for a batch ``x`` of shape ``(n, d)``::
+
+    a_0 = x
+    a_l = f(a_{l-1} @ W_l + b_l)            l = 1 .. L      (hidden layers)
+    z   = a_L @ W_out + b_out                                (logits, n x K)
+    p   = softmax(z)                                         (class probabilities)
+
+and trains by backpropagation: the gradient ``(p - y) / n`` of the cross-entropy with
+respect to ``z`` flows back through every layer's ``backward`` in reverse order
+(:mod:`digitnet.layers` holds each layer's forward and backward side by side).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from digitnet.activations import get_activation
+from digitnet.layers import ActivationLayer, Dense, SoftmaxCrossEntropy, init_weights, softmax
+
+Array = NDArray[np.floating]
+Labels = NDArray[np.integer]
+
+DTYPES = {"float32": np.float32, "float64": np.float64}
+
+
+class MLP:
+    """A fully connected classifier ``n_inputs -> hidden... -> n_classes`` with softmax output.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Features per sample (784 for 28x28 images).
+    hidden : sequence of int
+        Units per hidden layer, at least one layer (e.g. ``(128, 64)``).
+    n_classes : int
+        Output units (10 digits).
+    activation : {"relu", "leaky_relu", "sigmoid", "tanh"}
+        Hidden-layer non-linearity. Weights use He initialization for the ReLU family and
+        Glorot/Xavier for sigmoid and tanh; biases start at zero.
+    dtype : {"float32", "float64"}
+        Floating-point type of weights and computations (float64 for gradient checks).
+    seed : int
+        Seeds the weight initialization: the same seed gives the same weights bit for bit.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: Sequence[int],
+        n_classes: int,
+        activation: str = "relu",
+        dtype: str = "float32",
+        seed: int = 0,
+    ) -> None:
+        if len(hidden) < 1:
+            raise ValueError("the network needs at least one hidden layer")
+        if any(int(h) < 1 for h in hidden) or n_inputs < 1 or n_classes < 2:
+            raise ValueError(
+                f"layer sizes must be positive and n_classes >= 2, got "
+                f"{n_inputs}-{'-'.join(map(str, hidden))}-{n_classes}"
+            )
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown dtype {dtype!r}; expected one of: {', '.join(DTYPES)}")
+        act = get_activation(activation)
+        self.n_inputs = int(n_inputs)
+        self.hidden = tuple(int(h) for h in hidden)
+        self.n_classes = int(n_classes)
+        self.activation = act.name
+        self.dtype = dtype
+        self.seed = int(seed)
+
+        rng = np.random.default_rng(seed)
+        sizes = self.layer_sizes
+        self.dense: list[Dense] = []
+        self.layers: list[Dense | ActivationLayer] = []
+        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            is_output = i == len(sizes) - 2
+            # The output layer feeds softmax: Glorot keeps its logits small at the start.
+            scheme = "glorot" if is_output else act.init
+            W = init_weights(fan_in, fan_out, scheme, rng, DTYPES[dtype])
+            b = np.zeros(fan_out, dtype=DTYPES[dtype])
+            layer = Dense(W, b, needs_input_grad=i > 0)
+            self.dense.append(layer)
+            self.layers.append(layer)
+            if not is_output:
+                self.layers.append(ActivationLayer(act))
+        self.loss = SoftmaxCrossEntropy()
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def layer_sizes(self) -> list[int]:
+        """``[n_inputs, *hidden, n_classes]``."""
+        return [self.n_inputs, *self.hidden, self.n_classes]
+
+    @property
+    def n_parameters(self) -> int:
+        """Number of trainable scalars (weights and biases)."""
+        return sum(p.size for p in self.parameters())
+
+    def describe(self) -> str:
+        """``"784-128-64-10 relu"``: the architecture in one line."""
+        return f"{'-'.join(map(str, self.layer_sizes))} {self.activation}"
+
+    # --------------------------------------------------------------- forward
+    def forward(self, x: Array) -> Array:
+        """Logits ``z`` of shape ``(n, n_classes)`` for inputs ``x`` of shape ``(n, n_inputs)``."""
+        out = x
+        for layer in self.layers:
+            out = layer.forward(out)
+        return out
+
+    def predict_proba(self, x: Array, batch_size: int = 4096) -> Array:
+        """Class probabilities ``softmax(forward(x))``, ``(n, n_classes)``, in large batches."""
+        x = np.asarray(x)
+        self._check_input(x)
+        out = np.empty((x.shape[0], self.n_classes), dtype=DTYPES[self.dtype])
+        for start in range(0, x.shape[0], batch_size):
+            chunk = x[start : start + batch_size].astype(DTYPES[self.dtype], copy=False)
+            out[start : start + batch_size] = softmax(self.forward(chunk))
+        return out
+
+    def predict(self, x: Array, batch_size: int = 4096) -> Labels:
+        """Most probable class index per sample, ``(n,)``."""
+        return np.argmax(self.predict_proba(x, batch_size), axis=1)
+
+    # -------------------------------------------------------------- backward
+    def loss_and_gradients(self, x: Array, targets: Array | Labels) -> tuple[float, int]:
+        """One forward and one backward pass over a batch.
+
+        Returns the mean cross-entropy ``L`` and the number of correctly classified samples,
+        and leaves ``dL/dW`` and ``dL/db`` of every layer in :meth:`gradients` (same order as
+        :meth:`parameters`). ``targets`` are class indices ``(n,)`` or one-hot rows ``(n, K)``.
+        """
+        logits = self.forward(x)
+        labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
+        n_correct = int((logits.argmax(axis=1) == labels).sum())
+        loss = self.loss.forward(logits, targets)
+        delta: Array | None = self.loss.backward()
+        for layer in reversed(self.layers):
+            assert delta is not None
+            delta = layer.backward(delta)
+        return loss, n_correct
+
+    def parameters(self) -> list[Array]:
+        """``[W_1, b_1, W_2, b_2, ...]``: the arrays the optimizer updates in place."""
+        return [p for layer in self.dense for p in (layer.W, layer.b)]
+
+    def gradients(self) -> list[Array]:
+        """``[dL/dW_1, dL/db_1, ...]`` from the last :meth:`loss_and_gradients`."""
+        return [g for layer in self.dense for g in (layer.grad_W, layer.grad_b)]
+
+    def weight_mask(self) -> list[bool]:
+        """Which entries of :meth:`parameters` are weight matrices (weight decay skips biases)."""
+        return [is_w for _ in self.dense for is_w in (True, False)]
+
+    def get_state(self) -> list[Array]:
+        """A copy of every parameter (for keeping the best model during training)."""
+        return [p.copy() for p in self.parameters()]
+
+    def set_state(self, state: Sequence[Array]) -> None:
+        """Copy parameters back in (shapes must match)."""
+        params = self.parameters()
+        if len(state) != len(params):
+            raise ValueError(f"expected {len(params)} parameter arrays, got {len(state)}")
+        for p, s in zip(params, state):
+            if p.shape != s.shape:
+                raise ValueError(f"parameter shape mismatch: expected {p.shape}, got {s.shape}")
+            p[...] = s
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments, JSON-serializable."""
+        return {
+            "n_inputs": self.n_inputs,
+            "hidden": list(self.hidden),
+            "n_classes": self.n_classes,
+            "activation": self.activation,
+            "dtype": self.dtype,
+            "seed": self.seed,
+        }
+
+    def _check_input(self, x: Array) -> None:
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(
+                f"expected input of shape (n_samples, {self.n_inputs}), got {x.shape}"
+            )

@@ -1,0 +1,272 @@
+"""Mini-batch training with validation, early stopping and a clean Ctrl-C.
+
+One epoch visits every training sample once, in a fresh seeded random order, in batches
+of ``batch_size``. For each batch ``(x, y)``::
+
+    L, dL/dθ = network.loss_and_gradients(x, y)       forward + backward
+    θ       ← optimizer.step(lr(t))                   one descent step
+
+``batch_size=1`` is stochastic gradient descent, ``batch_size=n`` full-batch gradient
+descent, anything between mini-batch gradient descent.
+
+Images stay uint8 in memory (a quarter of float32's size). Each batch is gathered into a
+preallocated uint8 buffer and scaled into a preallocated float buffer, so the loop
+allocates almost nothing besides the layers' own outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.network import DTYPES, MLP
+from digitnet.optimizers import learning_rate, make_optimizer
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides how a network is trained (saved with every run).
+
+    The defaults are digitnet's default recipe: 784-256-128-10 ReLU, Adam with a one-cycle
+    learning rate, batch 128 — at least 98.0 % test accuracy on MNIST.
+    """
+
+    hidden: tuple[int, ...] = (256, 128)
+    activation: str = "relu"
+    epochs: int = 12
+    batch_size: int = 128
+    lr: float = 2e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    warmup_epochs: float = 0.0
+    validation_fraction: float = 1 / 12
+    patience: int = 0
+    seed: int = 0
+    dtype: str = "float32"
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        checks = [
+            (len(self.hidden) >= 1, "hidden: at least one hidden layer is needed"),
+            (all(h >= 1 for h in self.hidden), "hidden: layer sizes must be positive"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (self.batch_size >= 1, "batch_size must be at least 1"),
+            (self.lr > 0, "lr must be positive"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
+            (self.patience >= 0, "patience must be >= 0"),
+            (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+@dataclass
+class EpochRecord:
+    """What one epoch did; the history is a list of these."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float | None
+    val_accuracy: float | None
+    lr: float
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`fit` (the network itself is updated in place)."""
+
+    history: list[EpochRecord] = field(default_factory=list)
+    best_epoch: int = 0
+    epochs_run: int = 0
+    stopped_early: bool = False
+    interrupted: bool = False
+    train_seconds: float = 0.0
+
+    def history_dicts(self) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.history]
+
+
+def evaluate_loss_accuracy(
+    network: MLP,
+    x: NDArray[np.uint8],
+    y: NDArray[np.integer],
+    scaler: MinMaxScaler,
+    batch_size: int = 4096,
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``network`` on raw inputs ``x`` with labels ``y``."""
+    from digitnet.layers import log_softmax
+
+    total_loss, correct = 0.0, 0
+    dtype = DTYPES[network.dtype]
+    for start in range(0, len(x), batch_size):
+        xb = scaler.transform(x[start : start + batch_size], dtype)
+        yb = y[start : start + batch_size]
+        log_p = log_softmax(network.forward(xb))
+        total_loss -= float(log_p[np.arange(len(yb)), yb].sum())
+        correct += int((log_p.argmax(axis=1) == yb).sum())
+    n = max(len(x), 1)
+    return total_loss / n, correct / n
+
+
+class _BatchLoader:
+    """Yields shuffled mini-batches, scaled into reused buffers (see the module docstring)."""
+
+    def __init__(
+        self,
+        x: NDArray[np.uint8],
+        y: NDArray[np.integer],
+        batch_size: int,
+        scaler: MinMaxScaler,
+        dtype: type,
+        rng: np.random.Generator,
+    ) -> None:
+        self.x, self.y = x, np.asarray(y, dtype=np.intp)
+        self.batch_size = min(batch_size, len(x))
+        self.scaler, self.rng = scaler, rng
+        self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
+        self._scaled = np.empty((self.batch_size, x.shape[1]), dtype=dtype)
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def epoch(self):  # type: ignore[no-untyped-def]
+        order = self.rng.permutation(len(self.x))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            m = len(idx)
+            raw = np.take(self.x, idx, axis=0, out=self._raw[:m])
+            xb = self.scaler.transform(raw, out=self._scaled[:m])
+            yield xb, self.y[idx]
+
+
+def fit(
+    network: MLP,
+    x_train: NDArray[np.uint8],
+    y_train: NDArray[np.integer],
+    scaler: MinMaxScaler,
+    config: TrainConfig,
+    x_val: NDArray[np.uint8] | None = None,
+    y_val: NDArray[np.integer] | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train ``network`` in place with mini-batch gradient descent.
+
+    With validation data, each epoch ends with a validation loss/accuracy; the weights of
+    the epoch with the lowest validation loss are restored at the end, and with
+    ``config.patience > 0`` training stops after that many epochs without improvement.
+    Ctrl-C (``KeyboardInterrupt``) ends training after the current batch and keeps the
+    best weights so far; ``result.interrupted`` says so.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
+    dtype = DTYPES[network.dtype]
+    loader = _BatchLoader(x_train, y_train, config.batch_size, scaler, dtype, rng)
+    optimizer = make_optimizer(
+        config.optimizer,
+        network.parameters(),
+        network.gradients(),
+        config.lr,
+        config.weight_decay,
+        config.momentum,
+        network.weight_mask(),
+    )
+    steps_per_epoch = len(loader)
+    total_steps = steps_per_epoch * config.epochs
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    has_val = x_val is not None and y_val is not None and len(x_val) > 0
+
+    result = TrainResult()
+    best_loss, best_state = np.inf, None
+    bar = _make_bar(total_steps, progress)
+    started = time.perf_counter()
+    step = 0
+    try:
+        for epoch in range(1, config.epochs + 1):
+            epoch_start = time.perf_counter()
+            loss_sum, correct, seen = 0.0, 0, 0
+            lr = config.lr
+            for xb, yb in loader.epoch():
+                lr = learning_rate(config.schedule, config.lr, step, total_steps, warmup)
+                loss, n_correct = network.loss_and_gradients(xb, yb)
+                optimizer.step(lr)
+                step += 1
+                m = len(yb)
+                loss_sum += loss * m
+                correct += n_correct
+                seen += m
+                if bar is not None:
+                    bar.update(1)
+                    if step % 20 == 0 or seen == len(x_train):
+                        bar.set_postfix(
+                            epoch=epoch, loss=f"{loss_sum / seen:.4f}",
+                            acc=f"{correct / seen:.4f}", refresh=False,
+                        )
+            record = EpochRecord(
+                epoch, loss_sum / seen, correct / seen, None, None, lr,
+                time.perf_counter() - epoch_start,
+            )
+            if has_val:
+                assert x_val is not None and y_val is not None
+                record.val_loss, record.val_accuracy = evaluate_loss_accuracy(
+                    network, x_val, y_val, scaler
+                )
+            result.history.append(record)
+            result.epochs_run = epoch
+            if log is not None:
+                log(_epoch_line(record, config.epochs))
+            if record.val_loss is not None:
+                if record.val_loss < best_loss:
+                    best_loss, best_state = record.val_loss, network.get_state()
+                    result.best_epoch = epoch
+                elif config.patience and epoch - result.best_epoch >= config.patience:
+                    result.stopped_early = True
+                    if log is not None:
+                        log(f"early stopping: no better validation loss for {config.patience} "
+                            f"epochs (best: epoch {result.best_epoch})")
+                    break
+            else:
+                result.best_epoch = epoch
+    except KeyboardInterrupt:
+        result.interrupted = True
+        if log is not None:
+            log("interrupted: keeping the best model so far")
+    finally:
+        if bar is not None:
+            bar.close()
+    result.train_seconds = time.perf_counter() - started
+    if best_state is not None and result.best_epoch != result.epochs_run:
+        network.set_state(best_state)
+    return result
+
+
+def _make_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="batch", desc="training", dynamic_ncols=True, leave=False)
+
+
+def _epoch_line(r: EpochRecord, epochs: int) -> str:
+    line = (f"epoch {r.epoch:>{len(str(epochs))}}/{epochs}  "
+            f"loss {r.train_loss:.4f}  acc {r.train_accuracy:.4f}")
+    if r.val_loss is not None and r.val_accuracy is not None:
+        line += f"  val_loss {r.val_loss:.4f}  val_acc {r.val_accuracy:.4f}"
+    return line + f"  lr {r.lr:.2e}  {r.seconds:.1f}s"
