@@ -1,4 +1,4 @@
-"""The whole job, as a library call: data -> preprocessing -> network -> training -> metrics -> files.
+"""The whole job as a library call: data -> preprocessing -> network -> training -> metrics.
 
 :func:`train_run` is what ``digitnet train`` does; :func:`evaluate_model` is what
 ``digitnet evaluate`` does. Both return plain dictionaries that are also written as

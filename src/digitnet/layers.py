@@ -1,4 +1,4 @@
-"""The building blocks of the network: each with its forward pass and its backward pass side by side.
+"""The building blocks of the network, each with its forward and backward pass side by side.
 
 Notation (one mini-batch):
 
@@ -27,8 +27,8 @@ def init_weights(
     """Small random weights, scaled so activations neither explode nor vanish.
 
     * ``"he"`` (Kaiming, for ReLU): ``W ~ N(0, 2 / fan_in)``;
-    * ``"glorot"`` (Xavier, for sigmoid/tanh): ``W ~ U(-r, r)``, ``r = sqrt(6 / (fan_in + fan_out))``,
-      i.e. variance ``2 / (fan_in + fan_out)``.
+    * ``"glorot"`` (Xavier, for sigmoid/tanh): ``W ~ U(-r, r)`` with
+      ``r = sqrt(6 / (fan_in + fan_out))``, i.e. variance ``2 / (fan_in + fan_out)``.
     """
     if scheme == "he":
         w = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
@@ -53,17 +53,25 @@ class Dense:
         dL/db = sum of delta over samples   (d_out,)
         dL/dx = delta @ W.T                 (n, d_in)
 
-    The gradients are written into ``grad_W`` and ``grad_b`` (allocated once), which
-    the optimizer reads. A first layer does not need ``dL/dx`` (the input is data, not
-    a parameter), so ``backward`` skips that product when ``needs_input_grad`` is false:
-    it is a third of the first layer's work, and the first layer holds most of the FLOPs.
+    The gradients are written into ``grad_W`` and ``grad_b`` (allocated once, or views
+    handed in by the network), which the optimizer reads. A first layer does not need
+    ``dL/dx`` (its input is data, not a parameter), so ``backward`` skips that product when
+    ``needs_input_grad`` is false: a third of the first layer's work, and the first layer
+    holds most of the FLOPs.
     """
 
-    def __init__(self, W: Array, b: Array, needs_input_grad: bool = True) -> None:
+    def __init__(
+        self,
+        W: Array,
+        b: Array,
+        grad_W: Array | None = None,
+        grad_b: Array | None = None,
+        needs_input_grad: bool = True,
+    ) -> None:
         self.W = W
         self.b = b
-        self.grad_W = np.zeros_like(W)
-        self.grad_b = np.zeros_like(b)
+        self.grad_W = np.zeros_like(W) if grad_W is None else grad_W
+        self.grad_b = np.zeros_like(b) if grad_b is None else grad_b
         self.needs_input_grad = needs_input_grad
         self._x: Array | None = None
 

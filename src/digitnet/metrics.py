@@ -129,9 +129,9 @@ def format_confusion_matrix(cm: Sequence[Sequence[int]], class_names: Sequence[s
     """The confusion matrix as an aligned text table (rows = true class, columns = predicted)."""
     labels = [n if len(n) <= 6 else n[:6] for n in class_names]
     cell = max(5, *(len(str(v)) for row in cm for v in row), *(len(x) for x in labels)) + 1
-    first = max(10, *(len(x) for x in labels))
     corner = "true \\ pred"
+    first = max(len(corner), *(len(x) for x in labels))
     lines = [f"{corner:>{first}}" + "".join(f"{x:>{cell}}" for x in labels)]
-    for label, row in zip(labels, cm):
+    for label, row in zip(labels, cm, strict=True):
         lines.append(f"{label:>{first}}" + "".join(f"{v:>{cell}d}" for v in row))
     return "\n".join(lines)

@@ -84,7 +84,10 @@ def load_model(path: str | os.PathLike[str]) -> TrainedModel:
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):  # a lone .npy array
+            raise ValueError("a single array, not an .npz archive")
+        with loaded as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
         raise ModelFileError(f"{path}: not a digitnet model file ({exc})") from None

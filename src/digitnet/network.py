@@ -14,6 +14,7 @@ respect to ``z`` flows back through every layer's ``backward`` in reverse order
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,20 +78,37 @@ class MLP:
 
         rng = np.random.default_rng(seed)
         sizes = self.layer_sizes
+        shapes = list(itertools.pairwise(sizes))
+        # All parameters live in one contiguous vector, and all gradients in another;
+        # each layer's W and b (and dW, db) are views into them. The optimizer can then
+        # update every parameter with a handful of whole-vector operations per step.
+        total = sum(fan_in * fan_out + fan_out for fan_in, fan_out in shapes)
+        self.flat_parameters: Array = np.zeros(total, dtype=DTYPES[dtype])
+        self.flat_gradients: Array = np.zeros(total, dtype=DTYPES[dtype])
         self.dense: list[Dense] = []
         self.layers: list[Dense | ActivationLayer] = []
-        for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            is_output = i == len(sizes) - 2
+        offset = 0
+        for i, (fan_in, fan_out) in enumerate(shapes):
+            is_output = i == len(shapes) - 1
             # The output layer feeds softmax: Glorot keeps its logits small at the start.
             scheme = "glorot" if is_output else act.init
-            W = init_weights(fan_in, fan_out, scheme, rng, DTYPES[dtype])
-            b = np.zeros(fan_out, dtype=DTYPES[dtype])
-            layer = Dense(W, b, needs_input_grad=i > 0)
+            W, dW = (self._view(a, offset, (fan_in, fan_out))
+                     for a in (self.flat_parameters, self.flat_gradients))
+            offset += fan_in * fan_out
+            b, db = (self._view(a, offset, (fan_out,))
+                     for a in (self.flat_parameters, self.flat_gradients))
+            offset += fan_out
+            W[...] = init_weights(fan_in, fan_out, scheme, rng, DTYPES[dtype])
+            layer = Dense(W, b, dW, db, needs_input_grad=i > 0)
             self.dense.append(layer)
             self.layers.append(layer)
             if not is_output:
                 self.layers.append(ActivationLayer(act))
         self.loss = SoftmaxCrossEntropy()
+
+    @staticmethod
+    def _view(flat: Array, offset: int, shape: tuple[int, ...]) -> Array:
+        return flat[offset : offset + int(np.prod(shape))].reshape(shape)
 
     # ------------------------------------------------------------------ shape
     @property
@@ -159,6 +177,10 @@ class MLP:
         """Which entries of :meth:`parameters` are weight matrices (weight decay skips biases)."""
         return [is_w for _ in self.dense for is_w in (True, False)]
 
+    def weight_pairs(self) -> list[tuple[Array, Array]]:
+        """``[(W_1, dL/dW_1), ...]``: weight matrices and their gradients (for weight decay)."""
+        return [(layer.W, layer.grad_W) for layer in self.dense]
+
     def get_state(self) -> list[Array]:
         """A copy of every parameter (for keeping the best model during training)."""
         return [p.copy() for p in self.parameters()]
@@ -168,7 +190,7 @@ class MLP:
         params = self.parameters()
         if len(state) != len(params):
             raise ValueError(f"expected {len(params)} parameter arrays, got {len(state)}")
-        for p, s in zip(params, state):
+        for p, s in zip(params, state, strict=True):
             if p.shape != s.shape:
                 raise ValueError(f"parameter shape mismatch: expected {p.shape}, got {s.shape}")
             p[...] = s

@@ -22,7 +22,14 @@ Array = NDArray[np.floating]
 
 
 class Optimizer:
-    """Common bookkeeping: the parameters, their gradients, the step count and weight decay."""
+    """Common bookkeeping: the parameters, their gradients, the step count and weight decay.
+
+    ``params`` and ``grads`` are matching lists of arrays, updated in place. They may be the
+    network's per-layer arrays or its two flat vectors (:attr:`MLP.flat_parameters`), which
+    is faster: the same update as a dozen whole-vector operations per step. Weight decay goes
+    to ``decay_pairs`` (``(W, dW)`` pairs), or to the entries of ``params`` that ``decay_mask``
+    selects (default: all).
+    """
 
     def __init__(
         self,
@@ -31,6 +38,7 @@ class Optimizer:
         lr: float,
         weight_decay: float = 0.0,
         decay_mask: Sequence[bool] | None = None,
+        decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
@@ -40,14 +48,18 @@ class Optimizer:
         self.grads = list(grads)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
-        self.decay_mask = list(decay_mask) if decay_mask is not None else [True] * len(params)
+        if decay_pairs is None:
+            mask = list(decay_mask) if decay_mask is not None else [True] * len(self.params)
+            pairs = zip(self.params, self.grads, mask, strict=True)
+            decay_pairs = [(p, g) for p, g, m in pairs if m]
+        self.decay_pairs = list(decay_pairs)
         self.t = 0
 
     def _add_weight_decay(self) -> None:
+        """``g += λ·W`` for every decayed weight (``decay_pairs``; by default all parameters)."""
         if self.weight_decay:
-            for p, g, decays in zip(self.params, self.grads, self.decay_mask):
-                if decays:
-                    g += self.weight_decay * p
+            for p, g in self.decay_pairs:
+                g += self.weight_decay * p
 
     def step(self, lr: float | None = None) -> None:
         """Apply one update using the current gradients (``lr`` overrides the base rate)."""
@@ -76,8 +88,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         decay_mask: Sequence[bool] | None = None,
+        decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
-        super().__init__(params, grads, lr, weight_decay, decay_mask)
+        super().__init__(params, grads, lr, weight_decay, decay_mask, decay_pairs)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
@@ -86,10 +99,10 @@ class SGD(Optimizer):
 
     def _update(self, lr: float) -> None:
         if not self.momentum:
-            for p, g in zip(self.params, self.grads):
+            for p, g in zip(self.params, self.grads, strict=True):
                 p -= lr * g
             return
-        for p, g, v in zip(self.params, self.grads, self.velocity):
+        for p, g, v in zip(self.params, self.grads, self.velocity, strict=True):
             v *= self.momentum
             v += g
             if self.nesterov:
@@ -108,9 +121,15 @@ class Adam(Optimizer):
         v ← β2·v + (1-β2)·g²           second moment (uncentered variance)
         θ ← θ - η·m̂ / (sqrt(v̂) + ε)    with m̂ = m/(1-β1^t), v̂ = v/(1-β2^t)
 
-    The bias corrections are folded into the step size
-    ``η_t = η·sqrt(1-β2^t)/(1-β1^t)`` (and ``ε`` scaled to match), which saves two
-    array passes per parameter and is algebraically the same update.
+    Implementation (same update, fewer passes over memory): the arrays kept are the
+    rescaled moments ``M = m/(1-β1)`` and ``V = v/(1-β2)``, which obey the cheaper
+    recurrences ``M ← β1·M + g`` and ``V ← β2·V + g²``; all constant factors (bias
+    corrections included) are folded into one step size::
+
+        θ ← θ - η_t·M / (sqrt(V) + ε_t),
+        η_t = η·(1-β1)/(1-β1^t)·sqrt((1-β2^t)/(1-β2)),   ε_t = ε·sqrt((1-β2^t)/(1-β2))
+
+    :attr:`first_moment` and :attr:`second_moment` give ``m`` and ``v`` as in the paper.
     """
 
     def __init__(
@@ -123,30 +142,45 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         decay_mask: Sequence[bool] | None = None,
+        decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
-        super().__init__(params, grads, lr, weight_decay, decay_mask)
+        super().__init__(params, grads, lr, weight_decay, decay_mask, decay_pairs)
+        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {beta1}, {beta2}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        self.m = [np.zeros_like(p) for p in self.params]
-        self.v = [np.zeros_like(p) for p in self.params]
+        self._M = [np.zeros_like(p) for p in self.params]
+        self._V = [np.zeros_like(p) for p in self.params]
         self._scratch = [np.empty_like(p) for p in self.params]
+
+    @property
+    def first_moment(self) -> list[Array]:
+        """``m`` of the paper, per parameter array."""
+        return [(1.0 - self.beta1) * M for M in self._M]
+
+    @property
+    def second_moment(self) -> list[Array]:
+        """``v`` of the paper, per parameter array."""
+        return [(1.0 - self.beta2) * V for V in self._V]
 
     def _update(self, lr: float) -> None:
         b1, b2, t = self.beta1, self.beta2, self.t
-        correction2 = math.sqrt(1.0 - b2**t)
-        step = lr * correction2 / (1.0 - b1**t)
-        eps = self.eps * correction2
-        for p, g, m, v, s in zip(self.params, self.grads, self.m, self.v, self._scratch):
-            m *= b1
-            m += (1.0 - b1) * g
+        root = math.sqrt((1.0 - b2**t) / (1.0 - b2))
+        step = lr * (1.0 - b1) / (1.0 - b1**t) * root
+        eps = self.eps * root
+        for p, g, M, V, s in zip(
+            self.params, self.grads, self._M, self._V, self._scratch, strict=True
+        ):
+            # In place, through one scratch array s: ten passes, no temporaries.
+            M *= b1
+            M += g                          # M = β1·M + g
             np.multiply(g, g, out=s)
-            s *= 1.0 - b2
-            v *= b2
-            v += s
-            np.sqrt(v, out=s)
+            V *= b2
+            V += s                          # V = β2·V + g²
+            np.sqrt(V, out=s)
             s += eps
-            np.divide(m, s, out=s)
+            np.divide(M, s, out=s)
             s *= step
-            p -= s
+            p -= s                          # θ -= η_t·M / (sqrt(V) + ε_t)
 
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
@@ -160,14 +194,21 @@ def make_optimizer(
     weight_decay: float = 0.0,
     momentum: float = 0.9,
     decay_mask: Sequence[bool] | None = None,
+    decay_pairs: Sequence[tuple[Array, Array]] | None = None,
 ) -> Optimizer:
     """Build an optimizer by name: ``sgd``, ``momentum``, ``nesterov`` or ``adam``."""
-    if name == "sgd":
-        return SGD(params, grads, lr, 0.0, False, weight_decay, decay_mask)
-    if name in ("momentum", "nesterov"):
-        return SGD(params, grads, lr, momentum, name == "nesterov", weight_decay, decay_mask)
+    if name in ("sgd", "momentum", "nesterov"):
+        return SGD(
+            params, grads, lr,
+            momentum=0.0 if name == "sgd" else momentum,
+            nesterov=name == "nesterov",
+            weight_decay=weight_decay, decay_mask=decay_mask, decay_pairs=decay_pairs,
+        )
     if name == "adam":
-        return Adam(params, grads, lr, weight_decay=weight_decay, decay_mask=decay_mask)
+        return Adam(
+            params, grads, lr,
+            weight_decay=weight_decay, decay_mask=decay_mask, decay_pairs=decay_pairs,
+        )
     raise ValueError(f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZERS)}")
 
 

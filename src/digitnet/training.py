@@ -24,55 +24,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import learning_rate, make_optimizer
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides how a network is trained (saved with every run).
-
-    The defaults are digitnet's default recipe: 784-256-128-10 ReLU, Adam with a one-cycle
-    learning rate, batch 128 — at least 98.0 % test accuracy on MNIST.
-    """
-
-    hidden: tuple[int, ...] = (256, 128)
-    activation: str = "relu"
-    epochs: int = 12
-    batch_size: int = 128
-    lr: float = 2e-3
-    optimizer: str = "adam"
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "onecycle"
-    warmup_epochs: float = 0.0
-    validation_fraction: float = 1 / 12
-    patience: int = 0
-    seed: int = 0
-    dtype: str = "float32"
-
-    def __post_init__(self) -> None:
-        self.hidden = tuple(int(h) for h in self.hidden)
-        checks = [
-            (len(self.hidden) >= 1, "hidden: at least one hidden layer is needed"),
-            (all(h >= 1 for h in self.hidden), "hidden: layer sizes must be positive"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.lr > 0, "lr must be positive"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
-            (self.patience >= 0, "patience must be >= 0"),
-            (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["hidden"] = list(self.hidden)
-        return d
 
 
 @dataclass
@@ -141,7 +96,7 @@ class _BatchLoader:
         self.batch_size = min(batch_size, len(x))
         self.scaler, self.rng = scaler, rng
         self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
-        self._scaled = np.empty((self.batch_size, x.shape[1]), dtype=dtype)
+        self._scaled: NDArray[np.floating] = np.empty((self.batch_size, x.shape[1]), dtype=dtype)
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
@@ -166,6 +121,7 @@ def fit(
     y_val: NDArray[np.integer] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    on_epoch_end: Callable[[EpochRecord], None] | None = None,
 ) -> TrainResult:
     """Train ``network`` in place with mini-batch gradient descent.
 
@@ -173,19 +129,20 @@ def fit(
     the epoch with the lowest validation loss are restored at the end, and with
     ``config.patience > 0`` training stops after that many epochs without improvement.
     Ctrl-C (``KeyboardInterrupt``) ends training after the current batch and keeps the
-    best weights so far; ``result.interrupted`` says so.
+    best weights so far; ``result.interrupted`` says so. ``on_epoch_end(record)`` is called
+    after each epoch's validation (the network holds that epoch's weights then).
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     dtype = DTYPES[network.dtype]
     loader = _BatchLoader(x_train, y_train, config.batch_size, scaler, dtype, rng)
     optimizer = make_optimizer(
         config.optimizer,
-        network.parameters(),
-        network.gradients(),
+        [network.flat_parameters],
+        [network.flat_gradients],
         config.lr,
         config.weight_decay,
         config.momentum,
-        network.weight_mask(),
+        decay_pairs=network.weight_pairs(),
     )
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
@@ -231,6 +188,8 @@ def fit(
             result.epochs_run = epoch
             if log is not None:
                 log(_epoch_line(record, config.epochs))
+            if on_epoch_end is not None:
+                on_epoch_end(record)
             if record.val_loss is not None:
                 if record.val_loss < best_loss:
                     best_loss, best_state = record.val_loss, network.get_state()
@@ -251,7 +210,8 @@ def fit(
         if bar is not None:
             bar.close()
     result.train_seconds = time.perf_counter() - started
-    if best_state is not None and result.best_epoch != result.epochs_run:
+    # After Ctrl-C the weights have moved on from every validated epoch: restore the best.
+    if best_state is not None and (result.best_epoch != result.epochs_run or result.interrupted):
         network.set_state(best_state)
     return result
 

@@ -160,19 +160,27 @@ def _complete_folder(spec: IdxDatasetSpec, folder: Path) -> dict[str, Path] | No
     return None
 
 
-def _check_identity(spec: IdxDatasetSpec, files: dict[str, Path]) -> None:
-    """Refuse a folder that holds *another* known data set (e.g. MNIST given for Fashion-MNIST).
+def _other_dataset(spec: IdxDatasetSpec, files: dict[str, Path]) -> str | None:
+    """The name of the *other* known data set these files are, or None.
 
-    Only the label files are hashed (they are small); unknown files (subsets, synthetic
-    data) pass, since only a match with a different data set's checksum is an error.
+    Only the test labels are hashed (they are small); unknown files (subsets, synthetic
+    data) are None, since only a match with a different data set's checksum counts.
     """
     digest = md5_of(read_bytes(files["test_labels"]))
     for other in IDX_DATASETS.values():
         if other.name != spec.name and other.md5.get("test_labels") == digest:
-            raise DataError(
-                f"{files['test_labels']}: these are the {other.name} files, "
-                f"not {spec.name} (use --dataset {other.name} or another --data-dir)"
-            )
+            return other.name
+    return None
+
+
+def _check_identity(spec: IdxDatasetSpec, files: dict[str, Path]) -> None:
+    """Refuse a folder that holds another known data set (e.g. MNIST given for Fashion-MNIST)."""
+    other = _other_dataset(spec, files)
+    if other is not None:
+        raise DataError(
+            f"{files['test_labels']}: these are the {other} files, "
+            f"not {spec.name} (use --dataset {other} or another --data-dir)"
+        )
 
 
 def _read_folder(spec: IdxDatasetSpec, files: dict[str, Path], source: str) -> Dataset:
@@ -223,16 +231,17 @@ def load_idx_dataset(
         how = "--data-dir" if data_dir is not None else DATA_DIR_ENV
         if not folder.is_dir():
             raise DataError(f"{folder}: data folder ({how}) does not exist")
+        # DIGITNET_DATA_DIR usually points at MNIST; another data set may live elsewhere.
+        env_for_other = data_dir is None and spec.name != MNIST.name
         files = _complete_folder(spec, folder)
-        if files is not None:
+        if files is not None and not (env_for_other and _other_dataset(spec, files)):
             return _read_folder(spec, files, str(folder))
-        if data_dir is not None or spec.name == MNIST.name:
+        if files is None and not env_for_other:
             missing = [s for s in spec.files.values() if _find_file(folder, s) is None]
             raise DataError(
                 f"{folder}: data folder ({how}) lacks {', '.join(missing)} "
                 f"(plain or .gz) for {spec.name}"
             )
-        # DIGITNET_DATA_DIR points at MNIST; another data set may live elsewhere.
 
     for system_dir in spec.system_dirs:
         files = _complete_folder(spec, Path(system_dir))
@@ -258,9 +267,11 @@ def load_idx_dataset(
             )
         except DownloadError as exc2:
             errors.append(str(exc2))
-            first = errors[0].split(";")[0]
+            # The first reason of each route (OpenML, mirrors): a checksum mismatch on a
+            # mirror must not hide behind the OpenML error.
+            reasons = "; ".join(error.split(";")[0] for error in errors)
             raise DownloadError(
-                f"could not download {spec.name} ({first}); {offline_hint(spec)}"
+                f"could not download {spec.name} ({reasons}); {offline_hint(spec)}"
             ) from None
     files = _complete_folder(spec, cache)
     if files is None:  # pragma: no cover - a download that reported success left files
@@ -269,7 +280,7 @@ def load_idx_dataset(
 
 
 def load_digits_dataset(test_size: float = 0.2, seed: int = 0) -> Dataset:
-    """scikit-learn's bundled 8x8 digits (1,797 images, values 0-16), split stratified and seeded."""
+    """scikit-learn's bundled 8x8 digits (1,797 images, values 0-16), split stratified, seeded."""
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
 

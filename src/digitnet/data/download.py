@@ -20,6 +20,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,7 +190,10 @@ def download_from_openml(
 
         tqdm.write(f"Downloading {spec.openml_name} from OpenML ...")
     try:
-        with _socket_timeout(deadline.timeout()):
+        # scikit-learn requires n_retries >= 1 (0 is rejected before any request is made);
+        # its retry and cache warnings would break the one-line error, so they are muted.
+        with _socket_timeout(deadline.timeout()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             x, y = fetch_openml(
                 spec.openml_name,
                 version=spec.openml_version,
@@ -197,7 +201,8 @@ def download_from_openml(
                 return_X_y=True,
                 as_frame=False,
                 parser="liac-arff",
-                n_retries=0,
+                n_retries=1,
+                delay=0.1,
             )
     except Exception as exc:  # scikit-learn wraps network errors in many ways
         raise DownloadError(f"OpenML {spec.openml_name}: {_describe(exc)}") from None

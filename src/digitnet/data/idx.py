@@ -111,7 +111,9 @@ def idx_bytes(array: NDArray[np.uint8]) -> bytes:
     return header + array.tobytes()
 
 
-def write_idx(path: str | os.PathLike[str], array: NDArray[np.uint8], compress: bool = True) -> None:
+def write_idx(
+    path: str | os.PathLike[str], array: NDArray[np.uint8], compress: bool = True
+) -> None:
     """Write a uint8 array as an IDX file (gzip if ``compress``), atomically (temp + rename)."""
     payload = idx_bytes(array)
     if compress:

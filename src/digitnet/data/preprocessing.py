@@ -35,11 +35,18 @@ class MinMaxScaler:
     def transform(
         self, x: NDArray[Any], dtype: type = np.float32, out: NDArray[Any] | None = None
     ) -> NDArray[np.floating]:
-        """Scaled copy of ``x`` as ``dtype`` (into ``out`` when given, to avoid an allocation)."""
+        """Scaled copy of ``x`` as ``dtype`` (into ``out`` when given, to avoid an allocation).
+
+        Computed as ``x * s - lo * s`` with ``s = 1 / (hi - lo)``: one pass that converts and
+        scales at once (a second only when ``lo != 0``), in the output's precision.
+        """
         if out is None:
             out = np.empty(x.shape, dtype=dtype)
-        np.subtract(x, self.lo, out=out, dtype=out.dtype, casting="unsafe")
-        out *= out.dtype.type(1.0 / (self.hi - self.lo))
+        kind = out.dtype.type
+        scale = 1.0 / (self.hi - self.lo)
+        np.multiply(x, kind(scale), out=out, dtype=out.dtype, casting="unsafe")
+        if self.lo:
+            out -= kind(self.lo * scale)
         return out
 
     def to_dict(self) -> dict[str, float]:
@@ -55,7 +62,7 @@ def one_hot(labels: NDArray[np.integer], n_classes: int, dtype: type = np.float3
     labels = np.asarray(labels)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"labels must lie in 0..{n_classes - 1}")
-    out = np.zeros((labels.shape[0], n_classes), dtype=dtype)
+    out: NDArray[Any] = np.zeros((labels.shape[0], n_classes), dtype=dtype)
     out[np.arange(labels.shape[0]), labels] = 1
     return out
 
