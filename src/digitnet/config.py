@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 DTYPE_NAMES = ("float32", "float64")
@@ -54,3 +54,21 @@ class TrainConfig:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         return d
+
+
+# Per-data-set changes to the defaults above. The small 8x8 ``digits`` set (about 1,300
+# training images) needs many more, smaller steps than MNIST's 55,000 images.
+RECIPES: dict[str, dict[str, Any]] = {
+    "mnist": {},
+    "fashion-mnist": {},
+    "digits": {"hidden": (128, 64), "epochs": 30, "batch_size": 32},
+}
+
+
+def recipe(dataset: str, **overrides: Any) -> TrainConfig:
+    """The default configuration for ``dataset``, with ``overrides`` applied on top."""
+    names = {f.name for f in fields(TrainConfig)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
+    return TrainConfig(**{**RECIPES.get(dataset, {}), **overrides})

@@ -76,35 +76,52 @@ class MLP:
         self.dtype = dtype
         self.seed = int(seed)
 
-        rng = np.random.default_rng(seed)
-        sizes = self.layer_sizes
-        shapes = list(itertools.pairwise(sizes))
         # All parameters live in one contiguous vector, and all gradients in another;
         # each layer's W and b (and dW, db) are views into them. The optimizer can then
         # update every parameter with a handful of whole-vector operations per step.
+        shapes = list(itertools.pairwise(self.layer_sizes))
         total = sum(fan_in * fan_out + fan_out for fan_in, fan_out in shapes)
         self.flat_parameters: Array = np.zeros(total, dtype=DTYPES[dtype])
         self.flat_gradients: Array = np.zeros(total, dtype=DTYPES[dtype])
         self.dense: list[Dense] = []
         self.layers: list[Dense | ActivationLayer] = []
+        self._build_layers()
+        rng = np.random.default_rng(seed)
+        for layer in self.dense:
+            # The output layer feeds softmax: Glorot keeps its logits small at the start.
+            scheme = "glorot" if layer is self.dense[-1] else act.init
+            layer.W[...] = init_weights(*layer.W.shape, scheme, rng, DTYPES[dtype])
+        self.loss = SoftmaxCrossEntropy()
+
+    def _build_layers(self) -> None:
+        """Create the layers, their parameters and gradients as views into the flat vectors."""
+        act = get_activation(self.activation)
+        shapes = list(itertools.pairwise(self.layer_sizes))
+        self.dense, self.layers = [], []
         offset = 0
         for i, (fan_in, fan_out) in enumerate(shapes):
-            is_output = i == len(shapes) - 1
-            # The output layer feeds softmax: Glorot keeps its logits small at the start.
-            scheme = "glorot" if is_output else act.init
             W, dW = (self._view(a, offset, (fan_in, fan_out))
                      for a in (self.flat_parameters, self.flat_gradients))
             offset += fan_in * fan_out
             b, db = (self._view(a, offset, (fan_out,))
                      for a in (self.flat_parameters, self.flat_gradients))
             offset += fan_out
-            W[...] = init_weights(fan_in, fan_out, scheme, rng, DTYPES[dtype])
             layer = Dense(W, b, dW, db, needs_input_grad=i > 0)
             self.dense.append(layer)
             self.layers.append(layer)
-            if not is_output:
+            if i < len(shapes) - 1:
                 self.layers.append(ActivationLayer(act))
-        self.loss = SoftmaxCrossEntropy()
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the architecture and the two flat vectors; the layers are rebuilt on load."""
+        state = self.__dict__.copy()
+        del state["dense"], state["layers"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore after unpickling or ``copy.deepcopy``, re-linking W, b to the flat vectors."""
+        self.__dict__.update(state)
+        self._build_layers()
 
     @staticmethod
     def _view(flat: Array, offset: int, shape: tuple[int, ...]) -> Array:

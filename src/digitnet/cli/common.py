@@ -8,10 +8,13 @@ import sys
 DATASETS = ("mnist", "fashion-mnist", "digits")
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, for_model: bool = False) -> None:
+    """``--dataset`` and ``--data-dir``; with ``for_model`` the data set defaults to the model's."""
+    default = "the model's own" if for_model else "mnist"
     parser.add_argument(
-        "--dataset", choices=DATASETS, default="mnist",
-        help="data set (default: mnist; 'digits' is bundled with scikit-learn and works offline)",
+        "--dataset", choices=DATASETS, default=None if for_model else "mnist",
+        help=f"data set (default: {default}; 'digits' is bundled with scikit-learn and works "
+        "offline)",
     )
     parser.add_argument(
         "--data-dir", metavar="DIR",

@@ -15,8 +15,7 @@ def register(sub: Any) -> None:
         "confusion matrix on the test set of the data set it was trained on.",
     )
     p.add_argument("--model", required=True, metavar="PATH", help="model.npz (or its run folder)")
-    common.add_data_arguments(p)
-    p.set_defaults(dataset=None)
+    common.add_data_arguments(p, for_model=True)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
