@@ -6,58 +6,69 @@ import argparse
 from typing import Any
 
 from digitnet.cli import common
+from digitnet.config import RECIPES, TrainConfig, recipe
 
-DEFAULTS: dict[str, Any] = {
-    # Mirrors digitnet.training.TrainConfig; kept here so --help needs no NumPy import.
-    "hidden": [256, 128], "activation": "relu", "epochs": 12, "batch_size": 128,
-    "lr": 2e-3, "optimizer": "adam", "momentum": 0.9, "weight_decay": 0.0,
-    "schedule": "onecycle", "warmup_epochs": 0.0, "validation_fraction": 1 / 12,
-    "patience": 0, "seed": 0, "dtype": "float32",
-}
+DEFAULTS: dict[str, Any] = TrainConfig().to_dict()  # numpy-free: --help stays fast
+
+
+def _default(name: str) -> str:
+    """Help text for a default that depends on the data set."""
+    digits = RECIPES["digits"].get(name)
+    extra = f"; digits: {_show(digits)}" if digits is not None else ""
+    return f"(default: {_show(DEFAULTS[name])}{extra})"
+
+
+def _show(value: Any) -> str:
+    return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
 
 def register(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
         "train", help="train a network and evaluate it on the test set",
         description="Train a multi-layer perceptron, evaluate it on the test set, and save "
-        "model.npz and metrics.json into the run folder.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "model.npz, metrics.json, figures and report.html into the run folder. Options left "
+        "out take the data set's recipe (MNIST and Fashion-MNIST share one; digits has its own).",
     )
     common.add_data_arguments(p)
     arch = p.add_argument_group("network")
     arch.add_argument("--hidden", type=common.positive_int, nargs="+", metavar="UNITS",
-                      default=DEFAULTS["hidden"], help="hidden layer sizes, e.g. --hidden 128 64")
+                      help=f"hidden layer sizes, e.g. --hidden 128 64 {_default('hidden')}")
     arch.add_argument("--activation", choices=["relu", "leaky_relu", "sigmoid", "tanh"],
-                      default=DEFAULTS["activation"], help="hidden-layer activation")
-    arch.add_argument("--dtype", choices=["float32", "float64"], default=DEFAULTS["dtype"])
+                      help=f"hidden-layer activation {_default('activation')}")
+    arch.add_argument("--dtype", choices=["float32", "float64"], help=_default("dtype"))
     opt = p.add_argument_group("optimization")
-    opt.add_argument("--epochs", type=common.positive_int, default=DEFAULTS["epochs"])
-    opt.add_argument("--batch-size", type=common.positive_int, default=DEFAULTS["batch_size"],
-                     help="1 = stochastic GD; >= training-set size = full-batch GD")
-    opt.add_argument("--lr", type=common.positive_float, default=DEFAULTS["lr"],
-                     help="(peak) learning rate")
+    opt.add_argument("--epochs", type=common.positive_int, help=_default("epochs"))
+    opt.add_argument("--batch-size", type=common.positive_int,
+                     help="1 = stochastic GD; >= training-set size = full-batch GD "
+                     + _default("batch_size"))
+    opt.add_argument("--lr", type=common.positive_float,
+                     help=f"(peak) learning rate {_default('lr')}")
     opt.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"],
-                     default=DEFAULTS["optimizer"])
-    opt.add_argument("--momentum", type=common.fraction, default=DEFAULTS["momentum"],
-                     help="momentum coefficient for --optimizer momentum/nesterov")
+                     help=_default("optimizer"))
+    opt.add_argument("--momentum", type=common.fraction,
+                     help=f"coefficient for --optimizer momentum/nesterov {_default('momentum')}")
     opt.add_argument("--weight-decay", type=common.non_negative_float,
-                     default=DEFAULTS["weight_decay"], help="L2 penalty on the weights")
+                     help=f"L2 penalty on the weights {_default('weight_decay')}")
     opt.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"],
-                     default=DEFAULTS["schedule"], help="learning-rate schedule")
+                     help=f"learning-rate schedule {_default('schedule')}")
     opt.add_argument("--warmup-epochs", type=common.non_negative_float,
-                     default=DEFAULTS["warmup_epochs"], help="linear warm-up (cosine schedule)")
+                     help=f"linear warm-up (cosine schedule) {_default('warmup_epochs')}")
     val = p.add_argument_group("validation and reproducibility")
     val.add_argument("--validation-fraction", type=common.fraction,
-                     default=DEFAULTS["validation_fraction"],
-                     help="share of the training set held out (stratified) for validation")
-    val.add_argument("--patience", type=common.non_negative_int, default=DEFAULTS["patience"],
+                     help="share of the training set held out (stratified) for validation "
+                     "and early stopping (default: 1/12)")
+    val.add_argument("--patience", type=common.non_negative_int,
                      help="stop after this many epochs without a better validation loss "
-                     "(0 = never stop early; the best epoch's weights are kept either way)")
-    val.add_argument("--seed", type=int, default=DEFAULTS["seed"])
+                     "(0 = never stop early; the best epoch's weights are kept either way) "
+                     + _default("patience"))
+    val.add_argument("--seed", type=int, help=_default("seed"))
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR",
                      help="run folder for model.npz and metrics.json (default: runs/<time>)")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    out.add_argument("--no-plots", action="store_true",
+                     help="skip the figures and report.html (draw them later with "
+                     "`digitnet report RUN_DIR`)")
     p.set_defaults(run=run)
 
 
@@ -77,15 +88,9 @@ def default_run_dir(dataset: str) -> str:
 def run(args: argparse.Namespace) -> int:
     from digitnet.experiment import METRICS_FILE, MODEL_FILE, train_run
     from digitnet.metrics import classification_report, format_confusion_matrix
-    from digitnet.training import TrainConfig
 
-    config = TrainConfig(
-        hidden=tuple(args.hidden), activation=args.activation, epochs=args.epochs,
-        batch_size=args.batch_size, lr=args.lr, optimizer=args.optimizer,
-        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-        warmup_epochs=args.warmup_epochs, validation_fraction=args.validation_fraction,
-        patience=args.patience, seed=args.seed, dtype=args.dtype,
-    )
+    given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
+    config = recipe(args.dataset, **given)
     dataset = common.load_data(args)
     out_dir = args.out or default_run_dir(dataset.name)
     outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
@@ -102,4 +107,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"test accuracy {m['test_accuracy']:.4f}  macro F1 {m['f1_macro']:.4f}  "
           f"training {m['train_seconds']:.1f}s for {m['epochs_run']} epochs{status}")
     print(f"saved {out_dir}/{MODEL_FILE} and {out_dir}/{METRICS_FILE}")
+    if not args.no_plots:  # drawn after training, so plotting never slows it down
+        import time
+
+        from digitnet.report import write_report
+
+        started = time.perf_counter()
+        page = write_report(out_dir, outcome.model, m, dataset)
+        common.info(f"drew the figures in {time.perf_counter() - started:.1f}s")
+        print(f"report: {page}")
     return 0

@@ -1,0 +1,442 @@
+"""Figures that explain a training run, one function per figure.
+
+Every function takes plain arrays, lists and dictionaries (nothing from the rest of
+digitnet) and returns a :class:`matplotlib.figure.Figure`, built without ``pyplot``: no
+display, no global figure registry, safe in any thread and under the Agg backend.
+:func:`save_png` writes a figure to PNG bytes.
+
+Images arrive as flattened rows ``(n, h * w)`` together with ``image_shape = (h, w)``,
+and classes by index into ``class_names``, so the same code draws 28x28 MNIST digits,
+Fashion-MNIST garments and scikit-learn's 8x8 digits.
+
+One visual vocabulary for all figures: images in :data:`IMAGE_CMAP` (ink dark on white),
+counts and shares in :data:`MATRIX_CMAP`, signed weights in the diverging
+:data:`WEIGHT_CMAP` centred at zero; the font sizes of :data:`STYLE`.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ParamSpec
+
+import matplotlib as mpl
+import numpy as np
+from matplotlib.colors import Colormap, PowerNorm
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
+from numpy.typing import ArrayLike, NDArray
+
+if TYPE_CHECKING:
+    from matplotlib.typing import RcKeyType
+
+IMAGE_CMAP = "gray_r"
+MATRIX_CMAP = "Blues"
+WEIGHT_CMAP = "RdBu_r"
+SERIES_COLORS = {"training": "#1f77b4", "validation": "#d62728"}
+SCORE_COLORS = {"precision": "#4c72b0", "recall": "#dd8452", "f1": "#55a868"}
+SEPARATOR_COLOR = "#b8c2cc"
+DPI = 100
+
+STYLE: dict[RcKeyType, Any] = {
+    "font.size": 11,
+    "axes.titlesize": 13,
+    "axes.labelsize": 12,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 10,
+    "figure.titlesize": 15,
+    "figure.dpi": DPI,
+    "savefig.dpi": DPI,
+    "image.interpolation": "nearest",
+}
+
+P = ParamSpec("P")
+
+
+def _styled(func: Callable[P, Figure]) -> Callable[P, Figure]:
+    """Build the figure under :data:`STYLE` (without touching the caller's rcParams)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Figure:
+        with mpl.rc_context(STYLE):
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
+def save_png(fig: Figure, dpi: int = DPI) -> bytes:
+    """The figure as PNG bytes (drawn under :data:`STYLE`, so lazily made ticks match)."""
+    buffer = io.BytesIO()
+    with mpl.rc_context(STYLE):
+        fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    return buffer.getvalue()
+
+
+def _message(ax: Any, text: str) -> None:
+    """An empty panel that says why it is empty."""
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.35")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _as_images(images: ArrayLike, image_shape: Sequence[int]) -> NDArray[np.float64]:
+    """Rows ``(n, h * w)`` (or images ``(n, h, w)``) as float images ``(n, h, w)``."""
+    h, w = (int(s) for s in image_shape)
+    arr = np.asarray(images, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.size and arr.reshape(len(arr), -1).shape[1] != h * w:
+        raise ValueError(
+            f"images have {arr.reshape(len(arr), -1).shape[1]} pixels each, "
+            f"expected {h}x{w} = {h * w}"
+        )
+    return arr.reshape(len(arr), h, w)
+
+
+def _value_range(
+    images: NDArray[np.float64], value_range: tuple[float, float] | None
+) -> tuple[float, float]:
+    if value_range is not None:
+        return float(value_range[0]), float(value_range[1])
+    if images.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(images.min()), float(images.max())
+    return (lo, hi) if hi > lo else (lo, lo + 1.0)
+
+
+def _mosaic(tiles: NDArray[np.float64], columns: int, pad: int) -> NDArray[np.float64]:
+    """Tiles ``(n, h, w)`` laid out in rows of ``columns``, ``pad`` NaN pixels between them.
+
+    A NaN tile (all-NaN) is an empty slot; NaN is drawn in the colormap's "bad" colour.
+    """
+    n, h, w = tiles.shape
+    rows = max(1, math.ceil(n / columns))
+    out = np.full((rows * (h + pad) + pad, columns * (w + pad) + pad), np.nan)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        top, left = pad + r * (h + pad), pad + c * (w + pad)
+        out[top : top + h, left : left + w] = tiles[i]
+    return out
+
+
+def _cmap(name: str, bad: str) -> Colormap:
+    return mpl.colormaps[name].with_extremes(bad=bad)
+
+
+# --------------------------------------------------------------------- learning curves
+def _plain_number(value: float, _pos: int | None = None) -> str:
+    """A log-axis tick as a plain number: ``0.3``, not ``3x10^-1``."""
+    return f"{value:g}"
+
+
+def _plain_minor(value: float, _pos: int | None = None) -> str:
+    """Label the minor log ticks at 2, 3 and 5 times a power of ten, leave the rest blank."""
+    if value <= 0:
+        return ""
+    mantissa = value / 10 ** math.floor(math.log10(value))
+    return f"{value:g}" if round(mantissa) in (2, 3, 5) else ""
+
+
+@_styled
+def learning_curves(
+    history: Sequence[Mapping[str, Any]], best_epoch: int | None = None
+) -> Figure:
+    """Training and validation loss (left) and accuracy (right) per epoch.
+
+    ``history`` is one mapping per epoch with ``epoch``, ``train_loss``,
+    ``train_accuracy`` and optionally ``val_loss``/``val_accuracy`` (``None`` without a
+    validation set), as in ``metrics.json``. ``best_epoch`` (the epoch whose weights were
+    kept, chosen by validation loss) is marked with a dotted line when there was validation.
+    The loss axis is logarithmic: cross-entropy falls by orders of magnitude and the late
+    epochs would otherwise look flat.
+    """
+    fig = Figure(figsize=(12, 4.8), layout="constrained")
+    ax_loss, ax_acc = fig.subplots(1, 2)
+    fig.suptitle("Learning curves")
+    ax_loss.set_title("Loss (mean cross-entropy)")
+    ax_acc.set_title("Accuracy")
+    if not history:
+        for ax in (ax_loss, ax_acc):
+            _message(ax, "no completed epoch")
+        return fig
+
+    series = (("training", "train"), ("validation", "val"))
+    # Without validation every epoch is "best" in turn: no line to draw then.
+    validated = any(r.get("val_loss") is not None for r in history)
+    for ax, metric in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        for label, prefix in series:
+            points = [
+                (int(r["epoch"]), float(r[f"{prefix}_{metric}"]))
+                for r in history
+                if r.get(f"{prefix}_{metric}") is not None
+            ]
+            if not points:
+                continue
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o" if len(xs) <= 30 else None, markersize=4,
+                    color=SERIES_COLORS[label], label=label, linewidth=2)
+        if best_epoch and validated:
+            ax.axvline(best_epoch, color="0.4", linestyle=":", linewidth=1.5,
+                       label=f"best epoch ({best_epoch}, weights kept)")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+        ax.legend()
+    positive = all(
+        r.get(k) is None or float(r[k]) > 0 for r in history for k in ("train_loss", "val_loss")
+    )
+    if positive:
+        ax_loss.set_yscale("log")
+        losses = [float(r[k]) for r in history for k in ("train_loss", "val_loss")
+                  if r.get(k) is not None]
+        ax_loss.yaxis.set_major_formatter(FuncFormatter(_plain_number))
+        if max(losses) / min(losses) <= 300:  # few decades: label 2, 3 and 5 times 10^k too
+            ax_loss.yaxis.set_minor_formatter(FuncFormatter(_plain_minor))
+        ax_loss.set_ylabel("cross-entropy (log scale)")
+    else:
+        ax_loss.set_ylabel("cross-entropy")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.yaxis.set_major_formatter(PercentFormatter(1.0))
+    return fig
+
+
+# -------------------------------------------------------------------- confusion matrix
+@_styled
+def confusion_matrix(cm: ArrayLike, class_names: Sequence[str]) -> Figure:
+    """The confusion matrix as two heatmaps: counts, and each row divided by its total.
+
+    ``cm[i, j]`` counts test images of true class ``i`` predicted as ``j``; the
+    row-normalized matrix ``cm[i, j] / sum_j cm[i, j]`` has the per-class recall on its
+    diagonal. Non-zero cells are annotated; the colour scale is a square root, so that a
+    handful of confusions stays visible beside thousands of correct answers.
+    """
+    counts = np.asarray(cm, dtype=np.int64)
+    k = len(class_names)
+    if counts.shape != (k, k):
+        raise ValueError(f"confusion matrix has shape {counts.shape}, expected ({k}, {k})")
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros(counts.shape), where=totals > 0)
+
+    long_names = max((len(n) for n in class_names), default=1) > 3
+    # Cells stay roughly square through the figure's proportions rather than through
+    # aspect="equal", which the constrained layout does not always fit with the labels.
+    side = max(4.6, 0.45 * k + 0.1)
+    fig = Figure(figsize=(2 * side + 2.6, side + (2.0 if long_names else 1.3)),
+                 layout="constrained")
+    axes = fig.subplots(1, 2)
+    fig.suptitle("Confusion matrix on the test set (rows: true class, columns: predicted)")
+    panels = (
+        (axes[0], counts, "Counts", "test images", float(max(counts.max(), 1)),
+         lambda v: f"{int(v)}"),
+        (axes[1], shares, "Row-normalized (% of each true class)", "share of the true class",
+         1.0, lambda v: f"{100 * v:.1f}" if v < 0.9995 else "100"),
+    )
+    annot_size = max(5.0, min(11.0, 100.0 / k))
+    for ax, data, title, bar_label, vmax, fmt in panels:
+        # A square-root colour scale: rare confusions stay visible next to the diagonal.
+        norm = PowerNorm(0.5, vmin=0.0, vmax=vmax)
+        image = ax.imshow(data, cmap=MATRIX_CMAP, norm=norm, aspect="auto")
+        colorbar = fig.colorbar(image, ax=ax, pad=0.02)
+        colorbar.set_label(bar_label)
+        if data is shares:
+            colorbar.formatter = PercentFormatter(1.0)
+            colorbar.update_ticks()
+        ax.set_title(title)
+        ax.set_xlabel("predicted class")
+        ax.set_ylabel("true class")
+        ax.set_xticks(range(k), labels=list(class_names),
+                      rotation=45 if long_names else 0, ha="right" if long_names else "center",
+                      rotation_mode="anchor")
+        ax.set_yticks(range(k), labels=list(class_names))
+        for i in range(k):
+            for j in range(k):
+                if counts[i, j] == 0:
+                    continue
+                dark = norm(data[i, j]) > 0.6
+                ax.text(j, i, fmt(data[i, j]), ha="center", va="center", fontsize=annot_size,
+                        color="white" if dark else "#1a1a1a")
+    return fig
+
+
+# ------------------------------------------------------------------- per-class scores
+@_styled
+def per_class_scores(per_class: Mapping[str, Mapping[str, float]]) -> Figure:
+    """Precision, recall and F1 of every class as grouped bars.
+
+    ``per_class`` maps class name -> ``{"precision", "recall", "f1", ...}`` (as in
+    ``metrics.json``). With uniformly high scores the axis starts above zero, so that
+    differences between classes stay visible; the axis label says where it starts.
+    """
+    names = list(per_class)
+    k = len(names)
+    fig = Figure(figsize=(max(10.0, 0.9 * k + 3), 5.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("Precision, recall and F1 per class (test set)")
+    if k == 0:
+        _message(ax, "no classes")
+        return fig
+    keys = ("precision", "recall", "f1")
+    labels = {"precision": "precision", "recall": "recall", "f1": "F1"}
+    values = np.array([[float(per_class[n][key]) for n in names] for key in keys])
+    x = np.arange(k)
+    width = 0.8 / len(keys)
+    for i, key in enumerate(keys):
+        ax.bar(x + (i - 1) * width, values[i], width, label=labels[key],
+               color=SCORE_COLORS[key], edgecolor="white", linewidth=0.5)
+    low = float(values.min())
+    step = 0.01 if low >= 0.9 else 0.05
+    bottom = max(0.0, math.floor((low - 0.02) / step) * step) if low > 0.5 else 0.0
+    ax.set_ylim(bottom, 1.0)
+    ax.set_ylabel("score" if bottom == 0 else f"score (axis starts at {bottom:.2f})")
+    long_names = max(len(n) for n in names) > 3
+    ax.set_xticks(x, labels=names, rotation=30 if long_names else 0,
+                  ha="right" if long_names else "center", rotation_mode="anchor")
+    ax.set_xlabel("class")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    return fig
+
+
+# -------------------------------------------------------------- misclassified gallery
+def _probability(p: float) -> str:
+    """A probability as a percentage that never rounds a near-certainty up to 100 %."""
+    for decimals in (1, 2):
+        text = f"{100 * p:.{decimals}f}"
+        if float(text) < 100 or p >= 1:
+            return f"{text} %"
+    return "> 99.99 %"
+
+
+@_styled
+def misclassified_gallery(
+    images: ArrayLike,
+    true_labels: Sequence[int] | NDArray[np.integer],
+    predicted: Sequence[int] | NDArray[np.integer],
+    confidence: Sequence[float] | NDArray[np.floating],
+    class_names: Sequence[str],
+    image_shape: Sequence[int],
+    n_errors: int | None = None,
+    n_total: int | None = None,
+    columns: int = 5,
+    value_range: tuple[float, float] | None = None,
+) -> Figure:
+    """A grid of misclassified images in the given order, each titled with the true
+    class, the predicted class and the predicted probability.
+
+    The caller chooses and orders the images (e.g. most confident mistakes first);
+    ``n_errors`` of ``n_total`` test images were wrong (for the figure title).
+    """
+    tiles = _as_images(images, image_shape)
+    n = len(tiles)
+    if not len(true_labels) == len(predicted) == len(confidence) == n:
+        raise ValueError("images, true labels, predictions and confidences differ in length")
+    lo, hi = _value_range(tiles, value_range)
+    columns = max(1, min(columns, n)) if n else 1
+    rows = max(1, math.ceil(n / columns))
+    long_names = max((len(c) for c in class_names), default=1) > 3
+    cell_w = 2.3 if long_names else 2.0
+    fig = Figure(figsize=(max(cell_w * columns, 6.0), 2.45 * rows + 0.9), layout="constrained")
+    title = "Most confident mistakes (highest predicted probability first)"
+    if n_errors is not None and n_total:
+        shown = f"all {n}" if n == n_errors else f"the first {n}"
+        title += (f"\n{n_errors:,} of {n_total:,} test images misclassified "
+                  f"({100 * n_errors / n_total:.2f} %); showing {shown}")
+    fig.suptitle(title)
+    if n == 0:
+        _message(fig.subplots(), "no misclassified images")
+        return fig
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    for ax, tile, t, p, c in zip(axes[:n], tiles, true_labels, predicted, confidence,
+                                 strict=True):
+        ax.imshow(tile, cmap=IMAGE_CMAP, vmin=lo, vmax=hi)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(f"true: {class_names[int(t)]}\npredicted: {class_names[int(p)]} "
+                     f"({_probability(float(c))})", fontsize=10)
+        for spine in ax.spines.values():
+            spine.set_edgecolor("#d62728")
+    return fig
+
+
+# ---------------------------------------------------------------- first-layer weights
+@_styled
+def weight_tiles(
+    W: ArrayLike, image_shape: Sequence[int], max_units: int = 64
+) -> Figure:
+    """The first layer's weights as images: column ``W[:, j]`` of the ``(n_features, n_hidden)``
+    matrix, reshaped to ``image_shape``, is the pixel pattern hidden unit ``j`` responds to.
+
+    Shows the first ``max_units`` units. Each tile is divided by its own ``max |w|`` so
+    that weak and strong units are equally readable; the diverging colormap is centred at
+    zero (red: the pixel raises the unit's input, blue: lowers it, white: ignored).
+    """
+    weights = np.asarray(W, dtype=np.float64)
+    h, w = (int(s) for s in image_shape)
+    if weights.ndim != 2 or weights.shape[0] != h * w:
+        raise ValueError(
+            f"first-layer weights have shape {weights.shape}, expected ({h * w}, n_hidden) "
+            f"for {h}x{w} images"
+        )
+    n_hidden = weights.shape[1]
+    n = min(max_units, n_hidden)
+    tiles = weights[:, :n].T.reshape(n, h, w)
+    scale = np.abs(tiles).reshape(n, -1).max(axis=1)
+    tiles = tiles / np.where(scale > 0, scale, 1.0)[:, None, None]
+    columns = max(1, math.ceil(math.sqrt(n)))
+    mosaic = _mosaic(tiles, columns, pad=max(1, h // 14))
+    height = 6.4 * mosaic.shape[0] / mosaic.shape[1]
+    fig = Figure(figsize=(8.4, max(3.0, height + 0.7)), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(mosaic, cmap=_cmap(WEIGHT_CMAP, SEPARATOR_COLOR), vmin=-1.0, vmax=1.0)
+    shown = f"all {n_hidden}" if n == n_hidden else f"the first {n} of {n_hidden}"
+    ax.set_title(f"First-layer weights: {shown} hidden units, one {h}x{w} tile each")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    colorbar = fig.colorbar(image, ax=ax, shrink=0.7, pad=0.02, ticks=[-1, 0, 1])
+    colorbar.ax.set_yticklabels(["-max|w|", "0", "+max|w|"])
+    colorbar.set_label("weight, per tile scaled to its own max |w|")
+    return fig
+
+
+# ------------------------------------------------------------------- training samples
+@_styled
+def training_samples(
+    images: ArrayLike,
+    labels: Sequence[int] | NDArray[np.integer],
+    class_names: Sequence[str],
+    image_shape: Sequence[int],
+    per_class: int = 10,
+    value_range: tuple[float, float] | None = None,
+) -> Figure:
+    """Example images, one row per class (labelled with the class name), the first
+    ``per_class`` images of that class in the given order."""
+    tiles = _as_images(images, image_shape)
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(labels) != len(tiles):
+        raise ValueError(f"{len(tiles)} images but {len(labels)} labels")
+    k = len(class_names)
+    h, w = tiles.shape[1:]
+    lo, hi = _value_range(tiles, value_range)
+    grid = np.full((k * per_class, h, w), np.nan)
+    for c in range(k):
+        members = np.flatnonzero(labels == c)[:per_class]
+        grid[c * per_class : c * per_class + len(members)] = tiles[members]
+    pad = max(1, h // 14)
+    mosaic = _mosaic(grid, per_class, pad)
+    height = 8.0 * mosaic.shape[0] / mosaic.shape[1]
+    fig = Figure(figsize=(9.5, max(3.0, height + 1.0)), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(mosaic, cmap=_cmap(IMAGE_CMAP, SEPARATOR_COLOR), vmin=lo, vmax=hi)
+    ax.set_title(f"Training images: {per_class} random examples per class, one row per class")
+    ax.set_xticks([])
+    ax.set_yticks([pad + c * (h + pad) + (h - 1) / 2 for c in range(k)],
+                  labels=list(class_names))
+    ax.tick_params(axis="y", length=0)
+    ax.set_ylabel("class")
+    return fig

@@ -1,0 +1,420 @@
+"""Figures and report.html: every file written, PNGs that decode, a page that shows the metrics."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import shutil
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from digitnet import plots
+from digitnet.cli import main
+from digitnet.data.datasets import Dataset, load_dataset
+from digitnet.experiment import METRICS_FILE, MODEL_FILE, train_run
+from digitnet.metrics import classification_report
+from digitnet.model_io import TrainedModel
+from digitnet.report import (
+    FIGURE_FILES,
+    REPORT_FILE,
+    ReportError,
+    format_score,
+    most_confident_mistakes,
+    samples_per_class,
+    write_report,
+)
+from digitnet.training import TrainConfig
+
+SMALL = TrainConfig(hidden=(32,), epochs=3, batch_size=64, lr=5e-3, seed=0)
+
+
+@dataclass
+class Run:
+    folder: Path
+    model: TrainedModel
+    metrics: dict[str, Any]
+    dataset: Dataset
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory: pytest.TempPathFactory, digits: Dataset) -> Run:
+    """A small network trained on the 8x8 digits, with its report written."""
+    folder = tmp_path_factory.mktemp("run")
+    outcome = train_run(digits, SMALL, folder)
+    write_report(folder, outcome.model, outcome.metrics, digits)
+    return Run(folder, outcome.model, outcome.metrics, digits)
+
+
+class PageParser(HTMLParser):
+    """Collects image sources, link targets, tables (by id, as rows of cell texts) and <pre>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.img_src: list[str] = []
+        self.hrefs: list[str] = []
+        self.tags: set[str] = set()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.pre: dict[str, str] = {}
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._pre: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        self.tags.add(tag)
+        if tag == "img":
+            self.img_src.append(a.get("src") or "")
+        elif tag == "a" and a.get("href"):
+            self.hrefs.append(a["href"] or "")
+        elif tag == "table":
+            self._table = a.get("id") or f"table{len(self.tables)}"
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "pre":
+            self._pre = a.get("id") or "pre"
+            self.pre[self._pre] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+        elif tag == "pre":
+            self._pre = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+        if self._pre is not None:
+            self.pre[self._pre] += data
+
+
+def parse_page(path: Path) -> PageParser:
+    parser = PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def rows_by_first_cell(table: list[list[str]]) -> dict[str, list[str]]:
+    return {row[0]: row[1:] for row in table if row}
+
+
+# --------------------------------------------------------------------------- files
+def test_every_figure_and_the_page_are_written(digits_run: Run) -> None:
+    for name in (*FIGURE_FILES, REPORT_FILE, MODEL_FILE, METRICS_FILE):
+        assert (digits_run.folder / name).is_file(), name
+    assert len(FIGURE_FILES) == 6
+    leftovers = [p.name for p in digits_run.folder.iterdir() if p.name.endswith(".tmp")]
+    assert leftovers == []
+
+
+def test_pngs_decode_with_sensible_dimensions(digits_run: Run) -> None:
+    for name in FIGURE_FILES:
+        with Image.open(digits_run.folder / name) as image:
+            assert image.format == "PNG", name
+            width, height = image.size
+            pixels = np.asarray(image.convert("L"), dtype=np.float64)
+        assert 500 <= width <= 2000, (name, image.size)
+        assert 300 <= height <= 2000, (name, image.size)
+        assert pixels.std() > 5, f"{name} looks blank"
+
+
+def test_page_embeds_and_links_every_figure(digits_run: Run) -> None:
+    page = parse_page(digits_run.folder / REPORT_FILE)
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in page.img_src]
+    for name in FIGURE_FILES:
+        assert name in page.hrefs, f"report.html does not link {name}"
+        assert (digits_run.folder / name).read_bytes() in embedded, f"{name} is not embedded"
+    assert len(page.img_src) == len(FIGURE_FILES)
+
+
+def test_page_is_self_contained(digits_run: Run) -> None:
+    page = parse_page(digits_run.folder / REPORT_FILE)
+    assert all(src.startswith("data:image/png;base64,") for src in page.img_src)
+    assert not page.tags & {"script", "link", "iframe"}
+    external = [h for h in page.hrefs if "://" in h]
+    assert external == []
+
+
+def test_page_shows_the_metrics_of_metrics_json(digits_run: Run) -> None:
+    metrics = json.loads((digits_run.folder / METRICS_FILE).read_text())
+    page = parse_page(digits_run.folder / REPORT_FILE)
+
+    overall = rows_by_first_cell(page.tables["summary-metrics"])
+    assert overall["accuracy"] == [format_score(metrics["test_accuracy"])]
+    assert overall["loss (cross-entropy)"] == [format_score(metrics["test_loss"])]
+
+    averages = rows_by_first_cell(page.tables["average-metrics"])
+    for key, label in (("precision", "precision"), ("recall", "recall"), ("f1", "F1")):
+        assert averages[label] == [format_score(metrics[f"{key}_macro"]),
+                                   format_score(metrics[f"{key}_weighted"])]
+
+    per_class = rows_by_first_cell(page.tables["per-class-metrics"])
+    assert [k for k in per_class if k != "class"] == metrics["class_names"]
+    for name, row in metrics["per_class"].items():
+        assert per_class[name] == [format_score(row["precision"]), format_score(row["recall"]),
+                                   format_score(row["f1"]), f"{row['support']:,}"]
+
+    assert html.unescape(page.pre["classification-report"]) == classification_report(metrics)
+    config = rows_by_first_cell(page.tables["training-config"])
+    assert config["hidden"] == ["32"]
+    assert config["epochs"] == ["3"]
+    history = page.tables["history"]
+    assert len(history) == 1 + metrics["epochs_run"]
+
+
+def test_the_numbers_differ_between_runs(digits_run: Run, tmp_path: Path) -> None:
+    """The page shows *this* run's metrics: change them and the page changes."""
+    metrics = json.loads(json.dumps(digits_run.metrics))
+    metrics["test_accuracy"] = 0.123456
+    metrics["f1_macro"] = 0.654321
+    write_report(tmp_path, digits_run.model, metrics, digits_run.dataset)
+    page = parse_page(tmp_path / REPORT_FILE)
+    assert rows_by_first_cell(page.tables["summary-metrics"])["accuracy"] == ["0.1235"]
+    assert rows_by_first_cell(page.tables["average-metrics"])["F1"][0] == "0.6543"
+
+
+def test_report_refuses_a_different_data_set(digits_run: Run, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    other = Dataset("other", rng.integers(0, 255, (50, 784), dtype=np.uint8),
+                    np.arange(50) % 10, rng.integers(0, 255, (20, 784), dtype=np.uint8),
+                    np.arange(20) % 10, digits_run.dataset.class_names, (28, 28), "synthetic")
+    with pytest.raises(ReportError, match="64 features"):
+        write_report(tmp_path, digits_run.model, digits_run.metrics, other)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_report_command_regenerates_the_figures(
+    digits_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(digits_run.folder, folder)
+    for name in (*FIGURE_FILES, REPORT_FILE):
+        (folder / name).unlink()
+    # No --dataset: the data set is taken from metrics.json (digits needs no download).
+    assert main(["report", str(folder), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert str(folder / REPORT_FILE) in out
+    for name in (*FIGURE_FILES, REPORT_FILE):
+        assert (folder / name).is_file(), name
+    page = parse_page(folder / REPORT_FILE)
+    per_class = rows_by_first_cell(page.tables["per-class-metrics"])
+    assert per_class["0"][0] == format_score(digits_run.metrics["per_class"]["0"]["precision"])
+
+
+def test_train_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
+                 "--out", str(out), "--no-progress"]) == 0
+    assert f"report: {out / REPORT_FILE}" in capsys.readouterr().out
+    for name in (*FIGURE_FILES, REPORT_FILE):
+        assert (out / name).is_file(), name
+
+
+def test_train_no_plots_writes_no_figures(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
+                 "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    assert "report:" not in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [METRICS_FILE, MODEL_FILE]
+
+
+def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("digitnet report: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+def test_missing_run_dir_is_a_one_line_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope"
+    assert main(["report", str(missing)]) == 2
+    _one_line_error(capsys, str(missing), "run folder not found")
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "metrics.json: not found"),
+        ("{not json", "not readable JSON"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"test_accuracy": 0.5}', "lacks test_loss"),
+    ],
+)
+def test_bad_metrics_file_is_a_one_line_error(
+    digits_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    content: str | None, needle: str,
+) -> None:
+    shutil.copy(digits_run.folder / MODEL_FILE, tmp_path / MODEL_FILE)
+    if content is not None:
+        (tmp_path / METRICS_FILE).write_text(content)
+    assert main(["report", str(tmp_path), "--dataset", "digits"]) == 2
+    _one_line_error(capsys, needle)
+    assert not (tmp_path / REPORT_FILE).exists()
+
+
+def test_missing_model_is_a_one_line_error(
+    digits_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shutil.copy(digits_run.folder / METRICS_FILE, tmp_path / METRICS_FILE)
+    assert main(["report", str(tmp_path), "--dataset", "digits"]) == 2
+    _one_line_error(capsys, "model.npz", "not found")
+
+
+# ----------------------------------------------------------------------- selection
+def test_most_confident_mistakes_come_first() -> None:
+    proba = np.array([
+        [0.9, 0.1, 0.0],   # 0: correct
+        [0.6, 0.4, 0.0],   # 1: wrong (true 1), confidence 0.6
+        [0.0, 0.05, 0.95],  # 2: wrong (true 0), confidence 0.95
+        [0.2, 0.7, 0.1],   # 3: correct
+        [0.1, 0.1, 0.8],   # 4: wrong (true 1), confidence 0.8
+    ])
+    y_true = np.array([0, 1, 0, 1, 1])
+    assert most_confident_mistakes(proba, y_true, 10).tolist() == [2, 4, 1]
+    assert most_confident_mistakes(proba, y_true, 2).tolist() == [2, 4]
+    assert most_confident_mistakes(proba, np.argmax(proba, axis=1), 5).tolist() == []
+
+
+def test_samples_per_class_groups_by_class_and_is_seeded() -> None:
+    labels = np.array([0, 1, 2, 0, 1, 0, 0, 2, 0, 1])
+    chosen = samples_per_class(labels, 3, seed=1)
+    assert labels[chosen].tolist() == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert len(set(chosen.tolist())) == len(chosen)
+    assert np.array_equal(chosen, samples_per_class(labels, 3, seed=1))
+
+
+# -------------------------------------------------------------------- plot functions
+FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                 "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+
+
+def _texts(fig: Any) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_learning_curves_without_validation_or_epochs() -> None:
+    history = [{"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.5 + 0.1 * e,
+                "val_loss": None, "val_accuracy": None} for e in (1, 2, 3)]
+    fig = plots.learning_curves(history, best_epoch=3)
+    labels = [line.get_label() for line in fig.axes[0].get_lines()]
+    assert labels == ["training"]
+    assert fig.axes[0].get_yscale() == "log"
+    for record in history:
+        record["val_loss"], record["val_accuracy"] = 1.5, 0.6
+    fig = plots.learning_curves(history, best_epoch=2)
+    labels = [line.get_label() for line in fig.axes[1].get_lines()]
+    assert labels == ["training", "validation", "best epoch (2, weights kept)"]
+    empty = plots.learning_curves([])
+    assert "no completed epoch" in _texts(empty)
+    plots.save_png(empty)
+
+
+def test_confusion_matrix_annotates_nonzero_cells_in_both_panels() -> None:
+    cm = np.array([[5, 0, 1], [0, 4, 0], [2, 0, 3]])
+    fig = plots.confusion_matrix(cm, ["a", "b", "c"])
+    texts = _texts(fig)
+    counts, shares = texts[: np.count_nonzero(cm)], texts[np.count_nonzero(cm):]
+    assert counts == ["5", "1", "4", "2", "3"]
+    assert shares == ["83.3", "16.7", "100", "40.0", "60.0"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="expected \\(2, 2\\)"):
+        plots.confusion_matrix(cm, ["a", "b"])
+
+
+def test_per_class_scores_draw_three_bars_per_class() -> None:
+    per_class = {n: {"precision": 0.95, "recall": 0.97, "f1": 0.96, "support": 10}
+                 for n in FASHION_NAMES}
+    fig = plots.per_class_scores(per_class)
+    assert len(fig.axes[0].patches) == 3 * len(FASHION_NAMES)
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(FASHION_NAMES)
+    low, high = fig.axes[0].get_ylim()
+    assert 0.0 < low < 0.95 and high == 1.0
+
+
+def test_gallery_titles_name_true_and_predicted_classes_in_order() -> None:
+    images = np.arange(3 * 12, dtype=np.uint8).reshape(3, 12)
+    fig = plots.misclassified_gallery(images, [0, 9, 5], [7, 8, 6], [0.991, 0.5, 0.99996],
+                                      FASHION_NAMES, (3, 4), n_errors=3, n_total=100)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == ["true: T-shirt/top\npredicted: Sneaker (99.1 %)",
+                      "true: Ankle boot\npredicted: Bag (50.0 %)",
+                      "true: Sandal\npredicted: Shirt (> 99.99 %)"]
+    assert "3 of 100 test images misclassified" in fig.get_suptitle()
+    assert fig.axes[0].images[0].get_array().shape == (3, 4)
+    with pytest.raises(ValueError, match="expected 5x5 = 25"):
+        plots.misclassified_gallery(images, [0, 1, 2], [1, 2, 3], [1, 1, 1], FASHION_NAMES,
+                                    (5, 5))
+    none = plots.misclassified_gallery(np.zeros((0, 12)), [], [], [], FASHION_NAMES, (3, 4))
+    assert "no misclassified images" in _texts(none)
+
+
+def test_weight_tiles_show_each_unit_centred_at_zero() -> None:
+    rng = np.random.default_rng(0)
+    W = rng.normal(size=(6 * 4, 10))
+    fig = plots.weight_tiles(W, (6, 4), max_units=64)
+    mosaic = np.ma.getdata(fig.axes[0].images[0].get_array())
+    pad = 1
+    # 10 units -> 4 columns, 3 rows of 6x4 tiles with one pixel between them.
+    assert mosaic.shape == (3 * (6 + pad) + pad, 4 * (4 + pad) + pad)
+    first = mosaic[pad : pad + 6, pad : pad + 4]
+    np.testing.assert_allclose(first, W[:, 0].reshape(6, 4) / np.abs(W[:, 0]).max())
+    norm = fig.axes[0].images[0].norm
+    assert (norm.vmin, norm.vmax) == (-1.0, 1.0)
+    assert "all 10 hidden units" in fig.axes[0].get_title()
+    many = plots.weight_tiles(rng.normal(size=(24, 100)), (6, 4), max_units=64)
+    assert "first 64 of 100" in many.axes[0].get_title()
+    with pytest.raises(ValueError, match="expected \\(784, n_hidden\\)"):
+        plots.weight_tiles(W, (28, 28))
+
+
+def test_training_samples_have_one_labelled_row_per_class() -> None:
+    labels = np.array([0, 1, 2, 1, 0, 2, 2])
+    images = np.repeat(labels[:, None] * 100, 16, axis=1)
+    fig = plots.training_samples(images, labels, ["zero", "one", "two"], (4, 4), per_class=2)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["zero", "one", "two"]
+    mosaic = np.ma.getdata(ax.images[0].get_array())
+    # Row of class "two" holds only images whose pixels are 200.
+    row = mosaic[1 + 2 * 5 : 1 + 2 * 5 + 4]
+    assert np.nanmin(row) == np.nanmax(row) == 200
+
+
+# -------------------------------------------------------------------- real MNIST
+@pytest.mark.mnist
+def test_report_on_real_mnist(mnist: Dataset, tmp_path: Path) -> None:
+    subset = Dataset("mnist", mnist.x_train[:3000], mnist.y_train[:3000], mnist.x_test[:1000],
+                     mnist.y_test[:1000], mnist.class_names, mnist.image_shape, mnist.source)
+    outcome = train_run(subset, TrainConfig(hidden=(64,), epochs=2, seed=0), tmp_path)
+    page = write_report(tmp_path, outcome.model, outcome.metrics, subset)
+    parsed = parse_page(page)
+    assert len(parsed.img_src) == len(FIGURE_FILES)
+    with Image.open(tmp_path / "first_layer_weights.png") as image:
+        assert image.size[0] >= 600 and image.size[1] >= 600
+    accuracy = rows_by_first_cell(parsed.tables["summary-metrics"])["accuracy"]
+    assert accuracy == [format_score(outcome.metrics["test_accuracy"])]
