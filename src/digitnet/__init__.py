@@ -23,6 +23,7 @@ _LAZY = {
     "load_dataset": "digitnet.data",
     "train_run": "digitnet.experiment",
     "evaluate_model": "digitnet.experiment",
+    "DigitNetClassifier": "digitnet.estimator",
 }
 
 __all__ = ["__version__", *_LAZY]
