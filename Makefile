@@ -1,38 +1,49 @@
 # Two commands for a newcomer (see README):
 #   make train   - create .venv, install digitnet, train and evaluate the default network
 #   make test    - install the test tools, then lint, type-check and run the test suite
-# Pass options to train with ARGS, e.g.  make train ARGS="--data-dir ~/mnist --epochs 5"
+# Pass options with ARGS, e.g.  make train ARGS="--dataset digits"  or  make test ARGS="-k metrics"
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test lint typecheck pytest install clean
+.PHONY: train test lint typecheck pytest install install-test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
 install: $(VENV)/.installed
+
+install-test: $(VENV)/.installed-test
 
 train: install
 	$(BIN)/digitnet train $(ARGS)
 
-lint: install
-	$(BIN)/ruff check src tests benchmarks
+lint: install-test
+	$(BIN)/ruff check src tests benchmarks examples
 
-typecheck: install
+typecheck: install-test
 	$(BIN)/mypy
 
-pytest: install
+pytest: install-test
 	$(BIN)/pytest $(ARGS)
 
 test: lint typecheck pytest
+
+# Speed comparison with PyTorch (CPU build) and scikit-learn; see README "Speed".
+bench: install-test
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/python -m benchmarks.compare $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -16,6 +16,9 @@ from collections.abc import Sequence
 COMMANDS = {
     "train": "train",
     "evaluate": "evaluate",
+    "predict": "predict",
+    "serve": "serve",
+    "report": "report",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"digitnet {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in COMMANDS.items():
+    for module_name in COMMANDS.values():
         module = importlib.import_module(f"digitnet.cli.{module_name}")
         module.register(sub)
     return parser
