@@ -23,7 +23,9 @@ MNIST_FILES = (
 
 
 @pytest.fixture(autouse=True)
-def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+def _isolated_environment(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DIGITNET_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("DIGITNET_DATA_DIR", raising=False)
     monkeypatch.setenv("MPLBACKEND", "Agg")
@@ -33,7 +35,7 @@ def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch:
 def mnist_dir() -> Path:
     """Folder with the real MNIST IDX files, from DIGITNET_DATA_DIR; skips without it."""
     if not _MNIST_DIR:
-        pytest.skip("real MNIST not available: set DIGITNET_DATA_DIR to a folder with the IDX files")
+        pytest.skip("real MNIST not available: set DIGITNET_DATA_DIR to a folder of IDX files")
     folder = Path(_MNIST_DIR)
     missing = [
         name for name in MNIST_FILES

@@ -90,7 +90,8 @@ class MLP:
         for layer in self.dense:
             # The output layer feeds softmax: Glorot keeps its logits small at the start.
             scheme = "glorot" if layer is self.dense[-1] else act.init
-            layer.W[...] = init_weights(*layer.W.shape, scheme, rng, DTYPES[dtype])
+            fan_in, fan_out = layer.W.shape
+            layer.W[...] = init_weights(fan_in, fan_out, scheme, rng, DTYPES[dtype])
         self.loss = SoftmaxCrossEntropy()
 
     def _build_layers(self) -> None:

@@ -1,0 +1,220 @@
+"""Test helpers: finite differences, synthetic data sets, IDX folders, a local HTTP server."""
+
+from __future__ import annotations
+
+import http.server
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from digitnet.data.datasets import IDX_FILES, Dataset
+from digitnet.data.idx import idx_bytes, md5_of, write_idx
+
+# --------------------------------------------------------------------------- gradients
+
+
+def numerical_gradient(
+    loss: Callable[[], float], param: NDArray[np.floating], eps: float = 1e-6
+) -> NDArray[np.floating]:
+    """Central differences ``(L(p + eps) - L(p - eps)) / (2 eps)`` for every entry of ``param``.
+
+    ``param`` is perturbed in place (and restored), so ``loss`` must read it.
+    """
+    grad = np.zeros_like(param)
+    flat, flat_grad = param.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        saved = flat[i]
+        flat[i] = saved + eps
+        up = loss()
+        flat[i] = saved - eps
+        down = loss()
+        flat[i] = saved
+        flat_grad[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def relative_error(analytic: NDArray[np.floating], numeric: NDArray[np.floating]) -> float:
+    """``||a - n|| / (||a|| + ||n||)`` (0 when both are zero)."""
+    denom = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
+    if denom == 0.0:
+        return 0.0
+    return float(np.linalg.norm(analytic - numeric)) / denom
+
+
+# -------------------------------------------------------------------------- data sets
+
+
+def blobs(
+    n_per_class: int, n_classes: int = 3, n_features: int = 8, seed: int = 0, spread: float = 18.0
+) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """Separable uint8 clusters: one random centre per class in [40, 215], Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    centres = rng.uniform(40, 215, size=(n_classes, n_features))
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    x = centres[y] + rng.normal(0, spread, size=(len(y), n_features))
+    order = rng.permutation(len(y))
+    return np.clip(x[order], 0, 255).astype(np.uint8), y[order].astype(np.int64)
+
+
+def blob_dataset(
+    n_train_per_class: int = 30, n_test_per_class: int = 10, n_classes: int = 10, seed: int = 0
+) -> Dataset:
+    """A small :class:`Dataset` of 4x4 'images' (16 features) in ``n_classes`` clusters."""
+    x, y = blobs(n_train_per_class + n_test_per_class, n_classes, 16, seed)
+    n_train = n_train_per_class * n_classes
+    return Dataset(
+        name="blobs",
+        x_train=x[:n_train],
+        y_train=y[:n_train],
+        x_test=x[n_train:],
+        y_test=y[n_train:],
+        class_names=tuple(str(k) for k in range(n_classes)),
+        image_shape=(4, 4),
+        source="synthetic",
+    )
+
+
+@dataclass
+class IdxArrays:
+    """The four arrays of an IDX data set."""
+
+    train_images: NDArray[np.uint8]
+    train_labels: NDArray[np.uint8]
+    test_images: NDArray[np.uint8]
+    test_labels: NDArray[np.uint8]
+
+    def items(self) -> Iterator[tuple[str, NDArray[np.uint8]]]:
+        for key in IDX_FILES:
+            yield key, getattr(self, key)
+
+    def md5(self) -> dict[str, str]:
+        """MD5 of each file's uncompressed IDX encoding (what a spec's ``md5`` holds)."""
+        return {key: md5_of(idx_bytes(array)) for key, array in self.items()}
+
+    def gz_payloads(self) -> dict[str, bytes]:
+        """``{"train-images-idx3-ubyte.gz": gzip bytes, ...}`` as a mirror would serve them."""
+        import gzip
+
+        return {
+            f"{IDX_FILES[key]}.gz": gzip.compress(idx_bytes(array), mtime=0)
+            for key, array in self.items()
+        }
+
+
+def synthetic_idx(
+    n_train: int = 12, n_test: int = 8, shape: tuple[int, int] = (4, 4), seed: int = 0
+) -> IdxArrays:
+    """Random images and labels 0-9 (every digit present when there are >= 10 samples)."""
+    rng = np.random.default_rng(seed)
+
+    def labels(n: int) -> NDArray[np.uint8]:
+        return rng.permutation(np.arange(n) % 10).astype(np.uint8)
+
+    return IdxArrays(
+        train_images=rng.integers(0, 256, size=(n_train, *shape), dtype=np.uint8),
+        train_labels=labels(n_train),
+        test_images=rng.integers(0, 256, size=(n_test, *shape), dtype=np.uint8),
+        test_labels=labels(n_test),
+    )
+
+
+def write_idx_folder(folder: Path, arrays: IdxArrays, compress: bool = True) -> Path:
+    """Write the four IDX files (``.gz`` when ``compress``) into ``folder``; return it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, array in arrays.items():
+        name = IDX_FILES[key] + (".gz" if compress else "")
+        write_idx(folder / name, array, compress=compress)
+    return folder
+
+
+# ------------------------------------------------------------------------ HTTP server
+
+
+@dataclass
+class Reply:
+    """What the fake server answers for one path.
+
+    ``declared_length`` larger than ``len(body)`` sends a truncated response; ``hang``
+    accepts the request and never answers.
+    """
+
+    body: bytes = b""
+    status: int = 200
+    declared_length: int | None = None
+    hang: bool = False
+
+
+@dataclass
+class FakeServer:
+    """A local HTTP server on 127.0.0.1; ``url`` ends with ``/``."""
+
+    url: str
+    routes: dict[str, Reply]
+    requests: list[str] = field(default_factory=list)
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    server: _Server
+
+    def do_GET(self) -> None:
+        self.server.fake.requests.append(self.path)
+        reply = self.server.fake.routes.get(self.path)
+        if reply is None:
+            self.send_error(404, "Not Found")
+            return
+        if reply.hang:
+            self.server.stopping.wait(30)
+            return
+        self.send_response(reply.status)
+        length = len(reply.body) if reply.declared_length is None else reply.declared_length
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.wfile.write(reply.body)
+        self.wfile.flush()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeServer
+    stopping: threading.Event
+
+
+@contextmanager
+def http_server(routes: dict[str, Reply]) -> Iterator[FakeServer]:
+    """Serve ``routes`` (URL path -> :class:`Reply`) on a free port of 127.0.0.1."""
+    server = _Server(("127.0.0.1", 0), _Handler)
+    port = server.server_address[1]
+    server.fake = FakeServer(f"http://127.0.0.1:{port}/", routes)
+    server.stopping = threading.Event()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.daemon = True
+    thread.start()
+    try:
+        yield server.fake
+    finally:
+        server.stopping.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def closed_port_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens (connections are refused at once)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def mirror_routes(arrays: IdxArrays, prefix: str = "/") -> dict[str, Reply]:
+    """Routes that serve the four gzipped IDX files under ``prefix``."""
+    return {prefix + name: Reply(body) for name, body in arrays.gz_payloads().items()}
