@@ -108,8 +108,9 @@ class ActivationLayer:
 
     def forward(self, z: Array) -> Array:
         """``a = f(z)`` (overwrites ``z``)."""
-        self._a = self.activation.forward(z)
-        return self._a
+        a = self.activation.forward(z)
+        self._a = a
+        return a
 
     def backward(self, delta: Array) -> Array:
         """``delta * f'(z)`` (overwrites ``delta``)."""
