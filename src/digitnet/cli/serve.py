@@ -1,0 +1,99 @@
+"""``digitnet serve``: a web page to draw digits on, and a JSON API, served with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from digitnet.cli import common
+
+if TYPE_CHECKING:
+    import socket
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+
+def port_number(text: str) -> int:
+    value = common.non_negative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, got {value}")
+    return value
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "serve", help="serve a page to draw digits on, and a JSON API",
+        description="Serve a web page where you draw a digit with the mouse or a finger and "
+        "watch the network's prediction and probabilities update as you draw; plus a JSON "
+        "API: POST /api/predict, GET /api/model, GET /api/health. Stop with Ctrl-C.",
+    )
+    p.add_argument("--model", required=True, metavar="PATH", help="model.npz (or its run folder)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this computer only; "
+                   "0.0.0.0 lets other computers on your network in)")
+    p.add_argument("--port", type=port_number, default=8000,
+                   help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
+                   default="warning", help="server log level (info logs every request)")
+    p.set_defaults(run=run)
+
+
+def open_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on ``host:port``, or a one-line error saying why not."""
+    import socket
+
+    from digitnet.errors import DigitnetError
+
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        raise DigitnetError(f"--host {host}: unknown address ({exc.strerror})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise DigitnetError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from digitnet.predict import load_predictor
+    from digitnet.web import create_app
+
+    model = load_predictor(args.model)
+    sock = open_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    loopback = args.host in LOOPBACK_HOSTS
+    allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
+    app = create_app(model, allowed_hosts=allowed)
+    config = uvicorn.Config(app, log_level=args.log_level, lifespan="off",
+                            access_log=args.log_level in ("info", "debug"))
+    server = uvicorn.Server(config)
+    shown_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
+    url_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    accuracy = model.info.get("test_accuracy")
+    about = model.network.describe() + (
+        f", test accuracy {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
+    )
+    print(f"digitnet serve: {about}", file=sys.stderr)
+    if not loopback:
+        print(f"digitnet serve: listening on {args.host}: other computers can reach this server",
+              file=sys.stderr)
+    print(f"open http://{url_host}:{port}/ in a browser (Ctrl-C stops)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn shuts down gracefully, then re-raises the Ctrl-C
+    finally:
+        sock.close()
+    print("digitnet serve: stopped", file=sys.stderr)
+    return 0

@@ -1,0 +1,153 @@
+"""The Starlette application behind ``digitnet serve``.
+
+Routes:
+
+* ``GET /``: the drawing page (``static/index.html``; its script and style sheet are
+  served from ``/static``, nothing from other sites, so the page works offline);
+* ``GET /api/health``: ``{"status": "ok"}``;
+* ``GET /api/model``: architecture, data set, test accuracy, class names, input shape;
+* ``POST /api/predict``: see :mod:`digitnet.web.service`.
+
+Every error is JSON ``{"error": "..."}`` with a 4xx status (413 for a body over
+``max_body_bytes``); an unexpected exception gives a 500 JSON answer and is logged, and the
+server keeps running.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from digitnet.model_io import TrainedModel
+from digitnet.web.service import ApiError, PredictionService
+
+STATIC_DIR = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 1_000_000  # a 280x280 canvas PNG is 5-30 kB
+
+# The page may load only its own files: no CDN, no inline script.
+SECURITY_HEADERS = {
+    b"content-security-policy": b"default-src 'self'; img-src 'self' data:; "
+    b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'none'",
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"no-referrer",
+}
+
+logger = logging.getLogger(__name__)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], *SECURITY_HEADERS.items()]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) one larger than ``limit`` bytes, whether it declares
+    its length or streams it."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise HTTPException(400, "invalid Content-Length header")
+        if int(declared) > limit:
+            raise HTTPException(413, f"request body over the limit of {limit} bytes")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(413, f"request body over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(
+    model: TrainedModel,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    allowed_hosts: Sequence[str] | None = None,
+) -> Starlette:
+    """The web application for ``model``.
+
+    Parameters
+    ----------
+    model : TrainedModel
+        The network that answers.
+    max_body_bytes : int
+        Largest accepted request body; larger ones get 413.
+    allowed_hosts : sequence of str, optional
+        Accepted ``Host`` headers (guards a server on 127.0.0.1 against DNS rebinding);
+        ``None`` accepts any.
+    """
+    service = PredictionService(model)
+
+    async def index(request: Request) -> Response:
+        return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def model_info(request: Request) -> Response:
+        return JSONResponse(service.model_info())
+
+    async def predict(request: Request) -> Response:
+        body = await read_body(request, max_body_bytes)
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return error_response(400, "the request body is not valid JSON")
+        try:
+            result = await run_in_threadpool(service.predict_payload, payload)
+        except ApiError as exc:
+            return error_response(exc.status, exc.message)
+        return JSONResponse(result)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        logger.error("error while answering %s %s", request.method, request.url.path,
+                     exc_info=exc)
+        return error_response(500, "internal server error")
+
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/api/health", health, methods=["GET"]),
+        Route("/api/model", model_info, methods=["GET"]),
+        Route("/api/predict", predict, methods=["POST"]),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    middleware = [Middleware(SecurityHeaders)]
+    if allowed_hosts is not None:
+        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+
+
+def error_response(status: int, message: str, headers: Any = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)

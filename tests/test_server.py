@@ -1,0 +1,297 @@
+"""The web application of ``digitnet serve``: page, JSON API, limits and errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+pytest.importorskip("httpx", reason="httpx (test extra) is needed for Starlette's TestClient")
+with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; httpx still works
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    from starlette.testclient import TestClient
+
+from trained_models import small_model
+
+from digitnet.model_io import TrainedModel, load_model
+from digitnet.predict import predict_bytes, predict_image, to_model_input
+from digitnet.web import create_app
+from digitnet.web.app import STATIC_DIR
+
+
+@pytest.fixture(scope="session")
+def model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_model(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def model(model_path: Path) -> TrainedModel:
+    return load_model(model_path)
+
+
+@pytest.fixture
+def client(model: TrainedModel) -> TestClient:
+    return TestClient(create_app(model, max_body_bytes=100_000))
+
+
+def png_bytes(points: list[tuple[int, int]], size: int = 280,
+              paper: tuple[int, int, int, int] = (0, 0, 0, 0), fmt: str = "PNG") -> bytes:
+    """Black strokes on a transparent canvas (or on ``paper``), encoded as ``fmt``."""
+    image = Image.new("RGBA", (size, size), paper)
+    if points:
+        ImageDraw.Draw(image).line(points, fill=(0, 0, 0, 255), width=20, joint="curve")
+    buffer = io.BytesIO()
+    (image if fmt == "PNG" else image.convert("RGB")).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def data_url(data: bytes, kind: str = "image/png") -> str:
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}"
+
+
+SEVEN = [(70, 50), (210, 50), (110, 240)]
+
+
+# ------------------------------------------------------------------------------- page
+
+
+def test_page_and_its_files_are_served_locally(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    for ref in re.findall(r'(?:src|href)="([^"]+)"', page.text):
+        assert ref.startswith("/static/"), ref  # nothing from other sites
+        assert client.get(ref).status_code == 200
+    assert 'id="pad"' in page.text and 'id="preview"' in page.text and 'id="clear"' in page.text
+
+
+def test_static_files_reference_no_other_site() -> None:
+    for path in STATIC_DIR.iterdir():
+        if path.suffix in (".html", ".js", ".css"):
+            text = path.read_text()
+            assert not re.search(r"https?://|//cdn|@import", text), path.name
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def test_model_description(client: TestClient, model: TrainedModel) -> None:
+    info = client.get("/api/model").json()
+    assert info["architecture"] == model.network.describe()
+    assert info["test_accuracy"] == pytest.approx(model.info["test_accuracy"])
+    assert info["class_names"] == list(model.class_names)
+    assert info["input_shape"] == list(model.image_shape)
+    assert info["n_parameters"] == model.network.n_parameters
+
+
+# ------------------------------------------------------------------------ predictions
+
+
+def test_predict_a_png_data_url(client: TestClient, model: TrainedModel) -> None:
+    png = png_bytes(SEVEN)
+    response = client.post("/api/predict", json={"image": data_url(png)})
+    assert response.status_code == 200
+    body = response.json()
+    expected = predict_bytes(model, png)  # the same pipeline as `digitnet predict`
+    np.testing.assert_allclose(body["probabilities"], expected.probabilities, rtol=1e-6)
+    assert body["prediction"] == expected.name == body["class_names"][body["index"]]
+    assert body["probability"] == max(body["probabilities"])
+    assert sum(body["probabilities"]) == pytest.approx(1.0, abs=1e-5)
+    h, w = model.image_shape
+    assert body["input"]["shape"] == [h, w] and len(body["input"]["pixels"]) == h * w
+    assert body["input"]["pixels"] == expected.input_pixels().ravel().tolist()
+    assert body["polarity"] == "dark-on-light"
+
+
+def test_predict_a_jpeg_data_url(client: TestClient) -> None:
+    jpeg = png_bytes(SEVEN, paper=(255, 255, 255, 255), fmt="JPEG")
+    response = client.post("/api/predict", json={"image": data_url(jpeg, "image/jpeg")})
+    assert response.status_code == 200
+    assert response.json()["polarity"] == "dark-on-light"
+
+
+def test_predict_pixels_as_the_network_input(client: TestClient, model: TrainedModel) -> None:
+    h, w = model.image_shape
+    rng = np.random.default_rng(0)
+    pixels = np.zeros((h, w))
+    pixels[h // 4 : 3 * h // 4, w // 2 - 1 : w // 2 + 1] = 255
+    pixels[:2, :2] = rng.integers(0, 256, (2, 2))
+    flat = client.post("/api/predict", json={"pixels": pixels.ravel().tolist()}).json()
+    rows = client.post("/api/predict", json={"pixels": pixels.tolist()}).json()
+    direct = model.predict_proba(to_model_input(pixels / 255, model))[0]
+    np.testing.assert_allclose(flat["probabilities"], direct, rtol=1e-6)
+    assert rows["probabilities"] == flat["probabilities"]
+    assert flat["input"]["pixels"] == pixels.astype(np.uint8).ravel().tolist()
+
+
+def test_predict_pixels_with_preprocessing(client: TestClient, model: TrainedModel) -> None:
+    drawing = np.zeros((60, 40))
+    drawing[5:50, 30:34] = 255  # an off-centre bar
+    body = client.post("/api/predict", json={"pixels": drawing.tolist(), "preprocess": True})
+    assert body.status_code == 200
+    expected = predict_image(model, drawing / 255)
+    np.testing.assert_allclose(body.json()["probabilities"], expected.probabilities, rtol=1e-6)
+
+
+@pytest.mark.mnist
+def test_mnist_digit_as_pixels_is_classified_as_by_the_model(client, model, mnist) -> None:
+    if model.dataset != "mnist":
+        pytest.skip("the session's model is not an MNIST model")
+    digit = mnist.x_test[0]
+    body = client.post("/api/predict", json={"pixels": digit.tolist()}).json()
+    assert body["index"] == int(model.predict(digit[None])[0])
+
+
+# ----------------------------------------------------------------------- bad requests
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    ([1, 2, 3], 400, "JSON object"),
+    ({}, 400, "exactly one of"),
+    ({"image": "x", "pixels": [1]}, 400, "exactly one of"),
+    ({"image": "x", "colour": "red"}, 400, "unknown field"),
+    ({"image": 42}, 400, "data URL"),
+    ({"image": "http://example.com/seven.png"}, 400, "data URL"),
+    ({"image": "data:text/plain;base64,aGVsbG8="}, 400, "data URL"),
+    ({"image": "data:image/png;base64,not base64!!"}, 400, "base64"),
+    ({"image": data_url(b"GIF89a but not really")}, 422, "corrupt|truncated|not a"),
+    ({"image": data_url(b"plain text")}, 422, "not a PNG, JPEG, BMP or GIF"),
+    ({"image": data_url(b"")}, 422, "empty"),
+    ({"pixels": [1, 2, 3]}, 400, "must hold"),
+    ({"pixels": []}, 400, "non-empty"),
+    ({"pixels": "0,0,0"}, 400, "list of numbers"),
+    ({"pixels": ["a"] * 784}, 400, "numbers"),
+    ({"pixels": [[1, 2], [3]]}, 400, "rows of equal length"),
+    ({"pixels": [[[0]]]}, 400, "flat or 2-D"),
+    ({"pixels": [300] * 784}, 400, "0-255"),
+    ({"pixels": [-1] * 784}, 400, "0-255"),
+    ({"pixels": [0] * 784, "preprocess": "yes"}, 400, "true or false"),
+    ({"pixels": [0] * 784, "preprocess": True}, 400, "rows"),
+    ({"pixels": [[0] * 20] * 20, "preprocess": True}, 422, "blank"),
+])
+def test_malformed_requests_get_4xx_json(client, payload, status, message) -> None:
+    response = client.post("/api/predict", json=payload)
+    assert response.status_code == status
+    assert re.search(message, response.json()["error"])
+
+
+def test_blank_canvas_is_422(client: TestClient) -> None:
+    response = client.post("/api/predict", json={"image": data_url(png_bytes([]))})
+    assert response.status_code == 422 and "blank" in response.json()["error"]
+
+
+def test_body_that_is_not_json(client: TestClient) -> None:
+    for body in (b"not json", b"\xff\xfe\x00", b""):
+        response = client.post("/api/predict", content=body,
+                               headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.json() == {"error": "the request body is not valid JSON"}
+
+
+def test_oversized_request_is_413(client: TestClient) -> None:
+    big = {"image": "data:image/png;base64," + "A" * 200_000}
+    response = client.post("/api/predict", json=big)
+    assert response.status_code == 413 and "limit of 100000 bytes" in response.json()["error"]
+
+
+def test_oversized_streamed_request_is_413(client: TestClient) -> None:
+    def chunks():  # no Content-Length: the limit must hold while reading
+        for _ in range(30):
+            yield b"x" * 10_000
+
+    response = client.post("/api/predict", content=chunks())
+    assert response.status_code == 413 and "error" in response.json()
+
+
+def test_wrong_method_and_unknown_path_are_json(client: TestClient) -> None:
+    response = client.get("/api/predict")
+    assert response.status_code == 405 and "error" in response.json()
+    response = client.get("/api/nothing")
+    assert response.status_code == 404 and "error" in response.json()
+
+
+def test_internal_errors_are_500_json_and_the_server_keeps_going(model, monkeypatch) -> None:
+    from digitnet.web import service
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service, "preprocess_bytes", broken)
+    client = TestClient(create_app(model), raise_server_exceptions=False)
+    response = client.post("/api/predict", json={"image": data_url(png_bytes(SEVEN))})
+    assert response.status_code == 500 and response.json() == {"error": "internal server error"}
+    assert client.get("/api/health").json() == {"status": "ok"}
+
+
+def test_unknown_host_header_is_refused(model: TrainedModel) -> None:
+    client = TestClient(create_app(model, allowed_hosts=["127.0.0.1"]),
+                        base_url="http://127.0.0.1")
+    assert client.get("/api/health").status_code == 200
+    assert client.get("/api/health", headers={"host": "attacker.example"}).status_code == 400
+
+
+# ------------------------------------------------------------------- digitnet serve
+
+
+def _serve(model_path: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from digitnet.cli import main; sys.exit(main())",
+         "serve", "--model", str(model_path), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_serve_command_answers_and_stops_on_ctrl_c(model_path: Path) -> None:
+    import httpx
+
+    process = _serve(model_path, "--port", "0")
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line
+        url = match.group(0)
+        assert httpx.get(url + "api/health", timeout=10).json() == {"status": "ok"}
+        page = httpx.get(url, timeout=10)
+        assert page.status_code == 200 and "<canvas" in page.text
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0
+    assert "stopped" in err and "Traceback" not in err
+
+
+def test_serve_on_a_busy_port_is_a_one_line_error(model_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        process = _serve(model_path, "--port", str(port))
+        _, err = process.communicate(timeout=30)
+    assert process.returncode == 2
+    assert err.strip().startswith(f"digitnet serve: error: cannot listen on 127.0.0.1:{port}")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_serve_defaults_to_loopback() -> None:
+    from digitnet.cli import build_parser
+
+    args = build_parser().parse_args(["serve", "--model", "m.npz"])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
