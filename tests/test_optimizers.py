@@ -218,3 +218,33 @@ def test_schedules_never_exceed_the_base_rate_or_go_negative() -> None:
 def test_unknown_schedule_is_rejected() -> None:
     with pytest.raises(ValueError, match="'linear'"):
         learning_rate("linear", 0.1, 0, 10)
+
+
+@pytest.mark.parametrize("name", ["adam", "momentum"])
+def test_state_of_idle_coordinates_never_becomes_subnormal(name: str) -> None:
+    # Coordinate 0 gets one gradient, then none: its moment decays geometrically and, left
+    # alone, would become a subnormal float32 (slow on CPUs) after a few hundred steps.
+    p = np.zeros(4, dtype=np.float32)
+    g = np.zeros(4, dtype=np.float32)
+    opt = make_optimizer(name, [p], [g], lr=1e-3)
+    g[:] = [1e-3, 0, 1e-3, 0]
+    opt.step()
+    g[:] = [0, 0, 1e-3, 0]
+    tiny = np.finfo(np.float32).tiny
+    for _ in range(3000):
+        opt.step()
+        for state in opt.state_arrays():
+            assert not np.any((state != 0) & (np.abs(state) < tiny))
+    momentum = opt.state_arrays()[0]  # Adam: first moment; SGD: velocity
+    assert momentum[0] == 0  # decayed past 1e-30 (0.9**3000), flushed to exactly zero
+    assert momentum[2] != 0  # an active coordinate keeps its state
+
+
+def test_flush_leaves_values_that_matter() -> None:
+    p = np.zeros(3, dtype=np.float32)
+    g = np.ones(3, dtype=np.float32)
+    opt = Adam([p], [g], lr=1e-3)
+    opt.step()
+    before = [s.copy() for s in opt.state_arrays()]
+    opt.flush_tiny_state()
+    assert all(np.array_equal(a, b) for a, b in zip(before, opt.state_arrays(), strict=True))
