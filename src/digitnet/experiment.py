@@ -23,7 +23,7 @@ from digitnet.fileio import atomic_write_json
 from digitnet.metrics import classification_metrics
 from digitnet.model_io import TrainedModel, save_model
 from digitnet.network import MLP
-from digitnet.training import TrainConfig, TrainResult, evaluate_loss_accuracy, fit
+from digitnet.training import TrainConfig, TrainResult, fit, predict_with_loss
 
 MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
@@ -53,10 +53,9 @@ def evaluate_model(model: TrainedModel, dataset: Dataset) -> dict[str, Any]:
             f"{dataset.name!r} has {len(dataset.class_names)}"
         )
     started = time.perf_counter()
-    y_pred = model.predict(dataset.x_test)
-    metrics = classification_metrics(dataset.y_test, y_pred, dataset.class_names)
-    test_loss, _ = evaluate_loss_accuracy(model.network, dataset.x_test, dataset.y_test,
+    y_pred, test_loss = predict_with_loss(model.network, dataset.x_test, dataset.y_test,
                                           model.scaler)
+    metrics = classification_metrics(dataset.y_test, y_pred, dataset.class_names)
     out = {"test_accuracy": metrics.pop("accuracy"), "test_loss": test_loss, **metrics}
     out["eval_seconds"] = time.perf_counter() - started
     return out

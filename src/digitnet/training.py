@@ -58,6 +58,29 @@ class TrainResult:
         return [asdict(r) for r in self.history]
 
 
+def predict_with_loss(
+    network: MLP,
+    x: NDArray[np.uint8],
+    y: NDArray[np.integer],
+    scaler: MinMaxScaler,
+    batch_size: int = 4096,
+) -> tuple[NDArray[np.intp], float]:
+    """Predicted classes ``(n,)`` and mean cross-entropy for raw inputs ``x`` with labels ``y``,
+    in one forward pass over large batches."""
+    from digitnet.layers import log_softmax
+
+    total_loss = 0.0
+    predictions = np.empty(len(x), dtype=np.intp)
+    dtype = DTYPES[network.dtype]
+    for start in range(0, len(x), batch_size):
+        xb = scaler.transform(x[start : start + batch_size], dtype)
+        yb = y[start : start + batch_size]
+        log_p = log_softmax(network.forward(xb))
+        total_loss -= float(log_p[np.arange(len(yb)), yb].sum())
+        predictions[start : start + batch_size] = log_p.argmax(axis=1)
+    return predictions, total_loss / max(len(x), 1)
+
+
 def evaluate_loss_accuracy(
     network: MLP,
     x: NDArray[np.uint8],
@@ -66,18 +89,8 @@ def evaluate_loss_accuracy(
     batch_size: int = 4096,
 ) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of ``network`` on raw inputs ``x`` with labels ``y``."""
-    from digitnet.layers import log_softmax
-
-    total_loss, correct = 0.0, 0
-    dtype = DTYPES[network.dtype]
-    for start in range(0, len(x), batch_size):
-        xb = scaler.transform(x[start : start + batch_size], dtype)
-        yb = y[start : start + batch_size]
-        log_p = log_softmax(network.forward(xb))
-        total_loss -= float(log_p[np.arange(len(yb)), yb].sum())
-        correct += int((log_p.argmax(axis=1) == yb).sum())
-    n = max(len(x), 1)
-    return total_loss / n, correct / n
+    predictions, loss = predict_with_loss(network, x, y, scaler, batch_size)
+    return loss, float(np.mean(predictions == y)) if len(y) else 0.0
 
 
 class _BatchLoader:
