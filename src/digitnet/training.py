@@ -119,7 +119,9 @@ class _BatchLoader:
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             m = len(idx)
-            raw = np.take(self.x, idx, axis=0, out=self._raw[:m])
+            # Indices come from a permutation, so always valid; mode="clip" spares NumPy
+            # the temporary copy it makes of `out` in the default mode="raise".
+            raw = np.take(self.x, idx, axis=0, out=self._raw[:m], mode="clip")
             xb = self.scaler.transform(raw, out=self._scaled[:m])
             yield xb, self.y[idx]
 
