@@ -3,6 +3,14 @@
 #   make test    - install the test tools, then lint, type-check and run the test suite
 # Pass options with ARGS, e.g.  make train ARGS="--dataset digits"  or  make test ARGS="-k metrics"
 
+# MNIST: $DIGITNET_DATA_DIR if set; else the project's shared copy when it sits beside the
+# checkout (../shared/data/mnist); else digitnet's cache or a download.
+ifeq ($(origin DIGITNET_DATA_DIR),undefined)
+  ifneq ($(wildcard ../shared/data/mnist/train-images-idx3-ubyte*),)
+    export DIGITNET_DATA_DIR := $(abspath ../shared/data/mnist)
+  endif
+endif
+
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
