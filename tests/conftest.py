@@ -52,3 +52,19 @@ def mnist(mnist_dir: Path):
     from digitnet.data import load_dataset
 
     return load_dataset("mnist", mnist_dir, download_ok=False, progress=False)
+
+
+@pytest.fixture(scope="session")
+def model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small trained ``model.npz`` (on real MNIST when available, else on digits)."""
+    from trained_models import small_model
+
+    return small_model(request, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def model(model_path: Path):  # type: ignore[no-untyped-def]
+    """The model behind :func:`model_path`, loaded."""
+    from digitnet.model_io import load_model
+
+    return load_model(model_path)

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from trained_models import small_model
 
-from digitnet.model_io import TrainedModel, load_model
+from digitnet.model_io import TrainedModel
 
 CHROMIUM = os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -53,16 +52,6 @@ READ_PAGE = """() => {
     previewShape: [preview.height, preview.width],
   };
 }"""
-
-
-@pytest.fixture(scope="module")
-def model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_model(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def model(model_path: Path) -> TrainedModel:
-    return load_model(model_path)
 
 
 @pytest.fixture(scope="module")

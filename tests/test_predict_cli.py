@@ -20,11 +20,6 @@ FASHION_NAMES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                  "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 
 
-@pytest.fixture(scope="session")
-def model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_model(request, tmp_path_factory)
-
-
 def drawing(path: Path, points: list[tuple[int, int]], size: tuple[int, int] = (200, 200),
             mode: str = "RGB") -> Path:
     image = Image.new("L", size, 255)

@@ -22,22 +22,11 @@ with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; ht
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
-from trained_models import small_model
 
-from digitnet.model_io import TrainedModel, load_model
+from digitnet.model_io import TrainedModel
 from digitnet.predict import predict_bytes, predict_image, to_model_input
 from digitnet.web import create_app
 from digitnet.web.app import STATIC_DIR
-
-
-@pytest.fixture(scope="session")
-def model_path(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return small_model(request, tmp_path_factory)
-
-
-@pytest.fixture(scope="session")
-def model(model_path: Path) -> TrainedModel:
-    return load_model(model_path)
 
 
 @pytest.fixture
