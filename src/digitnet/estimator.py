@@ -19,6 +19,7 @@ identity ``lo = 0, hi = 1``.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import numbers
@@ -40,8 +41,8 @@ from digitnet.data.preprocessing import MinMaxScaler, stratified_split
 from digitnet.layers import log_softmax
 from digitnet.model_io import TrainedModel, load_model, save_model
 from digitnet.network import DTYPES, MLP
-from digitnet.optimizers import OPTIMIZERS, SCHEDULES, Optimizer, make_optimizer
-from digitnet.training import TrainConfig, _BatchLoader, fit
+from digitnet.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
+from digitnet.training import TrainConfig, _BatchLoader, fit, make_network_optimizer
 
 IDENTITY = MinMaxScaler(0.0, 1.0)
 """``x' = (x - 0) / (1 - 0) = x``: the scaling of an estimator trained on its inputs as given."""
@@ -210,8 +211,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                     f" in y, got {classes.tolist()}"
                 )
             self._check_architecture()
-            # A copy rebuilt from the weights: training works on a network in a known state,
-            # whatever happened to the old object (pickling, loading).
+            # Train a copy: if this fit fails, the fitted network is left as it was.
             network = _copy_network(self.network_)
             self._origin.pop("info", None)  # its metrics describe the weights before this fit
         else:
@@ -274,9 +274,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
 
         network = self.network_
         if getattr(self, "_optimizer", None) is None:
-            self._optimizer = make_optimizer(
-                self.solver, network.parameters(), network.gradients(),
-                self.learning_rate_init, self.alpha, self.momentum, network.weight_mask(),
+            self._optimizer = make_network_optimizer(
+                network, self.solver, self.learning_rate_init, self.alpha, self.momentum
             )
             # The shuffling stream of digitnet.training.fit: k calls on a fresh estimator
             # visit the samples in the order of fit with max_iter=k.
@@ -509,11 +508,8 @@ def _seed_from(random_state: Any) -> int:
 
 
 def _copy_network(network: MLP) -> MLP:
-    """A new MLP with the same architecture and a copy of the weights."""
-    copy = MLP(network.n_inputs, network.hidden, network.n_classes, network.activation,
-               network.dtype, network.seed)
-    copy.set_state(network.get_state())
-    return copy
+    """An independent copy of ``network`` (its layers re-linked to the copied flat vectors)."""
+    return copy.deepcopy(network)
 
 
 def _is_positive_int(value: Any) -> bool:

@@ -27,7 +27,7 @@ from numpy.typing import NDArray
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.network import DTYPES, MLP
-from digitnet.optimizers import learning_rate, make_optimizer
+from digitnet.optimizers import Optimizer, learning_rate, make_optimizer
 
 
 @dataclass
@@ -93,6 +93,22 @@ def evaluate_loss_accuracy(
     return loss, float(np.mean(predictions == y)) if len(y) else 0.0
 
 
+def make_network_optimizer(
+    network: MLP, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> Optimizer:
+    """The optimizer ``name`` over all of ``network``'s parameters at once (its flat vector),
+    with weight decay on the weight matrices only."""
+    return make_optimizer(
+        name,
+        [network.flat_parameters],
+        [network.flat_gradients],
+        lr,
+        weight_decay,
+        momentum,
+        decay_pairs=network.weight_pairs(),
+    )
+
+
 class _BatchLoader:
     """Yields shuffled mini-batches, scaled into reused buffers (see the module docstring)."""
 
@@ -150,14 +166,8 @@ def fit(
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     dtype = DTYPES[network.dtype]
     loader = _BatchLoader(x_train, y_train, config.batch_size, scaler, dtype, rng)
-    optimizer = make_optimizer(
-        config.optimizer,
-        [network.flat_parameters],
-        [network.flat_gradients],
-        config.lr,
-        config.weight_decay,
-        config.momentum,
-        decay_pairs=network.weight_pairs(),
+    optimizer = make_network_optimizer(
+        network, config.optimizer, config.lr, config.weight_decay, config.momentum
     )
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
