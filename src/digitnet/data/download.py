@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitnet.data.idx import GZIP_MAGIC, idx_bytes, md5_of, parse_idx, write_idx
+from digitnet.data.idx import decompress, idx_bytes, md5_of, parse_idx, write_idx
 from digitnet.errors import DataError, DownloadError
 from digitnet.fileio import atomic_path
 
@@ -78,15 +78,10 @@ def _progress(total: int | None, desc: str, enabled: bool):  # type: ignore[no-u
 
 def verify_idx_bytes(raw: bytes, expected_md5: str | None, name: str, ndim: int) -> None:
     """Check a downloaded file: valid (optionally gzipped) IDX whose uncompressed MD5 matches."""
-    import gzip
-    import zlib
-
-    data = raw
-    if raw[:2] == GZIP_MAGIC:
-        try:
-            data = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DownloadError(f"{name}: corrupt or truncated gzip data ({exc})") from None
+    try:
+        data = decompress(raw, name)
+    except DataError as exc:
+        raise DownloadError(str(exc)) from None
     if expected_md5 is not None and md5_of(data) != expected_md5:
         raise DownloadError(
             f"{name}: checksum mismatch (MD5 {md5_of(data)}, expected {expected_md5})"

@@ -40,12 +40,17 @@ def read_bytes(path: str | os.PathLike[str]) -> bytes:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decompress(raw, str(path))
+
+
+def decompress(raw: bytes, name: str) -> bytes:
+    """``raw`` gunzipped when it is gzip (detected by its magic bytes), else as it is."""
     if raw[:2] != GZIP_MAGIC:
         return raw
     try:
         return gzip.decompress(raw)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+        raise DataError(f"{name}: corrupt or truncated gzip data ({exc})") from None
 
 
 def parse_idx(data: bytes, name: str, ndim: int) -> NDArray[np.uint8]:
