@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from digitnet.data.idx import decompress, idx_bytes, md5_of, parse_idx, write_idx
+from digitnet.data.idx import decompress, idx_bytes, md5_of, parse_idx, write_idx_bytes
 from digitnet.errors import DataError, DownloadError
 from digitnet.fileio import atomic_path
 
@@ -216,12 +216,13 @@ def download_from_openml(
         "test_images": images[spec.n_train :],
         "test_labels": labels[spec.n_train :],
     }
-    for key, array in parts.items():
+    payloads = {key: idx_bytes(array) for key, array in parts.items()}
+    for key, payload in payloads.items():  # check all before writing any
         expected = spec.md5.get(key)
-        if expected is not None and md5_of(idx_bytes(array)) != expected:
+        if expected is not None and md5_of(payload) != expected:
             raise DownloadError(
                 f"OpenML {spec.openml_name}: {key} differ from the published files (MD5 mismatch)"
             )
-    for key, array in parts.items():
-        write_idx(folder / f"{spec.files[key]}.gz", array)
+    for key, payload in payloads.items():
+        write_idx_bytes(folder / f"{spec.files[key]}.gz", payload)
 

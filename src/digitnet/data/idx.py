@@ -120,7 +120,11 @@ def write_idx(
     path: str | os.PathLike[str], array: NDArray[np.uint8], compress: bool = True
 ) -> None:
     """Write a uint8 array as an IDX file (gzip if ``compress``), atomically (temp + rename)."""
-    payload = idx_bytes(array)
+    write_idx_bytes(path, idx_bytes(array), compress)
+
+
+def write_idx_bytes(path: str | os.PathLike[str], payload: bytes, compress: bool = True) -> None:
+    """Write an IDX encoding (from :func:`idx_bytes`), gzipped if ``compress``, atomically."""
     if compress:
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
     atomic_write_bytes(Path(path), payload)
