@@ -21,11 +21,10 @@ from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
 from digitnet.fileio import atomic_write_json
 from digitnet.metrics import classification_metrics
-from digitnet.model_io import TrainedModel, save_model
+from digitnet.model_io import MODEL_FILE, TrainedModel, save_model
 from digitnet.network import MLP
 from digitnet.training import TrainConfig, TrainResult, fit, predict_with_loss
 
-MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
 
 

@@ -26,6 +26,7 @@ from digitnet.errors import ModelFileError
 from digitnet.fileio import atomic_path
 from digitnet.network import MLP
 
+MODEL_FILE = "model.npz"  # its name inside a run folder
 FORMAT = "digitnet-model"
 FORMAT_VERSION = 1
 
@@ -79,8 +80,11 @@ def save_model(model: TrainedModel, path: str | os.PathLike[str]) -> Path:
 
 
 def load_model(path: str | os.PathLike[str]) -> TrainedModel:
-    """Read a model written by :func:`save_model`; raise :class:`ModelFileError` naming the file."""
+    """Read a model written by :func:`save_model` (``path`` may be a run folder holding
+    ``model.npz``); raise :class:`ModelFileError` naming the file."""
     path = Path(path)
+    if path.is_dir():
+        path = path / MODEL_FILE
     if not path.is_file():
         raise ModelFileError(f"{path}: model file not found")
     try:

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
-from digitnet.experiment import MODEL_FILE
 from digitnet.imageprep import (
     ImageInputError,
     Layout,
@@ -27,16 +25,10 @@ from digitnet.imageprep import (
 from digitnet.model_io import TrainedModel, load_model
 
 
-def resolve_model_path(path: str | os.PathLike[str]) -> Path:
-    """``path`` itself, or ``path/model.npz`` when ``path`` is a run folder."""
-    path = Path(path)
-    return path / MODEL_FILE if path.is_dir() else path
-
-
 def load_predictor(path: str | os.PathLike[str]) -> TrainedModel:
     """Load a model file (or a run folder's ``model.npz``) and check that its input is an
     image that :mod:`digitnet.imageprep` can produce."""
-    model = load_model(resolve_model_path(path))
+    model = load_model(path)
     model_layout(model)
     return model
 
@@ -148,6 +140,5 @@ __all__ = [
     "predict_file",
     "predict_image",
     "predict_preprocessed",
-    "resolve_model_path",
     "to_model_input",
 ]

@@ -29,12 +29,11 @@ from numpy.typing import NDArray
 from digitnet import __version__, plots
 from digitnet.data.datasets import Dataset
 from digitnet.errors import DigitnetError
+from digitnet.experiment import METRICS_FILE
 from digitnet.fileio import atomic_write_bytes, atomic_write_text
 from digitnet.metrics import classification_report
-from digitnet.model_io import TrainedModel, load_model
+from digitnet.model_io import MODEL_FILE, TrainedModel, load_model
 
-MODEL_FILE = "model.npz"  # the names experiment.train_run writes
-METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.html"
 TEMPLATE = "templates/report.html.j2"
 

@@ -23,16 +23,12 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
-    from digitnet.experiment import MODEL_FILE, evaluate_model
+    from digitnet.experiment import evaluate_model
     from digitnet.metrics import classification_report, format_confusion_matrix
     from digitnet.model_io import load_model
 
-    path = Path(args.model)
-    if path.is_dir():
-        path = path / MODEL_FILE
-    model = load_model(path)
+    model = load_model(args.model)
     if args.dataset is None:
         args.dataset = model.dataset if model.dataset in common.DATASETS else "mnist"
     dataset = common.load_data(args)
@@ -40,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
-    print(f"{path}: {model.network.describe()} on {dataset.name} "
+    print(f"{args.model}: {model.network.describe()} on {dataset.name} "
           f"({metrics['n_samples']} test images)")
     print(classification_report(metrics))
     print()
