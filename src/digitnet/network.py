@@ -191,10 +191,6 @@ class MLP:
         """``[dL/dW_1, dL/db_1, ...]`` from the last :meth:`loss_and_gradients`."""
         return [g for layer in self.dense for g in (layer.grad_W, layer.grad_b)]
 
-    def weight_mask(self) -> list[bool]:
-        """Which entries of :meth:`parameters` are weight matrices (weight decay skips biases)."""
-        return [is_w for _ in self.dense for is_w in (True, False)]
-
     def weight_pairs(self) -> list[tuple[Array, Array]]:
         """``[(W_1, dL/dW_1), ...]``: weight matrices and their gradients (for weight decay)."""
         return [(layer.W, layer.grad_W) for layer in self.dense]
