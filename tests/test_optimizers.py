@@ -90,7 +90,8 @@ def test_adam_first_step_moves_every_weight_by_about_lr() -> None:
 def test_weight_decay_shrinks_weights_but_not_biases(name: str) -> None:
     params, grads = _problem()
     W0, b0 = params[0].copy(), params[1].copy()
-    opt = make_optimizer(name, params, grads, lr=0.1, weight_decay=0.5, decay_mask=[True, False])
+    opt = make_optimizer(name, params, grads, lr=0.1, weight_decay=0.5,
+                         decay_pairs=[(params[0], grads[0])])
     for _ in range(5):
         for g in grads:
             g[...] = 0.0  # no data gradient: only the L2 penalty acts
@@ -107,7 +108,7 @@ def test_weight_decay_adds_lambda_w_to_the_gradient() -> None:
     params, grads = _problem()
     W0, b0 = params[0].copy(), params[1].copy()
     g = _gradient_sequence(1)[0]
-    opt = SGD(params, grads, lr=0.2, weight_decay=0.3, decay_mask=[True, False])
+    opt = SGD(params, grads, lr=0.2, weight_decay=0.3, decay_pairs=[(params[0], grads[0])])
     _run(params, grads, opt, [g])
     np.testing.assert_allclose(params[0], W0 - 0.2 * (g[0] + 0.3 * W0), rtol=1e-12)
     np.testing.assert_allclose(params[1], b0 - 0.2 * g[1], rtol=1e-12)

@@ -35,8 +35,7 @@ class Optimizer:
     ``params`` and ``grads`` are matching lists of arrays, updated in place. They may be the
     network's per-layer arrays or its two flat vectors (:attr:`MLP.flat_parameters`), which
     is faster: the same update as a dozen whole-vector operations per step. Weight decay goes
-    to ``decay_pairs`` (``(W, dW)`` pairs), or to the entries of ``params`` that ``decay_mask``
-    selects (default: all).
+    to ``decay_pairs`` (``(W, dW)`` pairs; default: every ``(param, grad)``).
     """
 
     def __init__(
@@ -45,7 +44,6 @@ class Optimizer:
         grads: Sequence[Array],
         lr: float,
         weight_decay: float = 0.0,
-        decay_mask: Sequence[bool] | None = None,
         decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
         if lr <= 0:
@@ -57,9 +55,7 @@ class Optimizer:
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
         if decay_pairs is None:
-            mask = list(decay_mask) if decay_mask is not None else [True] * len(self.params)
-            pairs = zip(self.params, self.grads, mask, strict=True)
-            decay_pairs = [(p, g) for p, g, m in pairs if m]
+            decay_pairs = list(zip(self.params, self.grads, strict=True))
         self.decay_pairs = list(decay_pairs)
         self.t = 0
 
@@ -106,10 +102,9 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
-        decay_mask: Sequence[bool] | None = None,
         decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
-        super().__init__(params, grads, lr, weight_decay, decay_mask, decay_pairs)
+        super().__init__(params, grads, lr, weight_decay, decay_pairs)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
@@ -163,10 +158,9 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
-        decay_mask: Sequence[bool] | None = None,
         decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
-        super().__init__(params, grads, lr, weight_decay, decay_mask, decay_pairs)
+        super().__init__(params, grads, lr, weight_decay, decay_pairs)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {beta1}, {beta2}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
@@ -218,7 +212,6 @@ def make_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
-    decay_mask: Sequence[bool] | None = None,
     decay_pairs: Sequence[tuple[Array, Array]] | None = None,
 ) -> Optimizer:
     """Build an optimizer by name: ``sgd``, ``momentum``, ``nesterov`` or ``adam``."""
@@ -227,12 +220,12 @@ def make_optimizer(
             params, grads, lr,
             momentum=0.0 if name == "sgd" else momentum,
             nesterov=name == "nesterov",
-            weight_decay=weight_decay, decay_mask=decay_mask, decay_pairs=decay_pairs,
+            weight_decay=weight_decay, decay_pairs=decay_pairs,
         )
     if name == "adam":
         return Adam(
             params, grads, lr,
-            weight_decay=weight_decay, decay_mask=decay_mask, decay_pairs=decay_pairs,
+            weight_decay=weight_decay, decay_pairs=decay_pairs,
         )
     raise ValueError(f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZERS)}")
 
