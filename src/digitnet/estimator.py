@@ -282,8 +282,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             self._batch_rng = np.random.default_rng(np.random.SeedSequence([self._seed, 1]))
         optimizer = self._optimizer
         assert optimizer is not None
-        loader = _BatchLoader(X, y_enc, self.batch_size, self.scaler_, DTYPES[network.dtype],
-                              self._batch_rng)
+        batch = np.empty((min(self.batch_size, len(X)), X.shape[1]), DTYPES[network.dtype])
+        loader = _BatchLoader(X, y_enc, self.scaler_, batch, self._batch_rng)
         loss_sum = 0.0
         for xb, yb in loader.epoch():
             loss, _ = network.loss_and_gradients(xb, yb)

@@ -99,19 +99,25 @@ class MLP:
         act = get_activation(self.activation)
         shapes = list(itertools.pairwise(self.layer_sizes))
         self.dense, self.layers = [], []
-        offset = 0
-        for i, (fan_in, fan_out) in enumerate(shapes):
-            W, dW = (self._view(a, offset, (fan_in, fan_out))
-                     for a in (self.flat_parameters, self.flat_gradients))
-            offset += fan_in * fan_out
-            b, db = (self._view(a, offset, (fan_out,))
-                     for a in (self.flat_parameters, self.flat_gradients))
-            offset += fan_out
-            layer = Dense(W, b, dW, db, needs_input_grad=i > 0)
+        for i, ((w, b), shape) in enumerate(zip(self.flat_slices(), shapes, strict=True)):
+            W, dW = (flat[w].reshape(shape) for flat in (self.flat_parameters,
+                                                          self.flat_gradients))
+            layer = Dense(W, self.flat_parameters[b], dW, self.flat_gradients[b],
+                          needs_input_grad=i > 0)
             self.dense.append(layer)
             self.layers.append(layer)
             if i < len(shapes) - 1:
                 self.layers.append(ActivationLayer(act))
+
+    def flat_slices(self) -> list[tuple[slice, slice]]:
+        """Where each Dense layer's ``W`` (row by row) and ``b`` sit in the flat vectors."""
+        slices, offset = [], 0
+        for fan_in, fan_out in itertools.pairwise(self.layer_sizes):
+            w = slice(offset, offset + fan_in * fan_out)
+            b = slice(w.stop, w.stop + fan_out)
+            slices.append((w, b))
+            offset = b.stop
+        return slices
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the architecture and the two flat vectors; the layers are rebuilt on load."""
@@ -124,9 +130,14 @@ class MLP:
         self.__dict__.update(state)
         self._build_layers()
 
-    @staticmethod
-    def _view(flat: Array, offset: int, shape: tuple[int, ...]) -> Array:
-        return flat[offset : offset + int(np.prod(shape))].reshape(shape)
+    def move_parameters(self, parameters: Array, gradients: Array) -> None:
+        """Keep the flat parameter and gradient vectors in the arrays given (e.g. in memory
+        shared with another process): copy the current values over and re-link every layer.
+        The layers are rebuilt, so references to the old ``dense``/``layers`` go stale."""
+        parameters[...] = self.flat_parameters
+        gradients[...] = self.flat_gradients
+        self.flat_parameters, self.flat_gradients = parameters, gradients
+        self._build_layers()
 
     # ------------------------------------------------------------------ shape
     @property

@@ -28,6 +28,7 @@ from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import Optimizer, learning_rate, make_optimizer
+from digitnet.parallel import SplitTrainer, worth_splitting
 
 
 @dataclass
@@ -110,22 +111,25 @@ def make_network_optimizer(
 
 
 class _BatchLoader:
-    """Yields shuffled mini-batches, scaled into reused buffers (see the module docstring)."""
+    """Yields shuffled mini-batches, scaled into ``out`` (see the module docstring).
+
+    ``out`` is the float buffer ``(batch_size, n_features)`` that every batch is written
+    into (each batch is a view of it, valid until the next one).
+    """
 
     def __init__(
         self,
         x: NDArray[np.uint8],
         y: NDArray[np.integer],
-        batch_size: int,
         scaler: MinMaxScaler,
-        dtype: type,
+        out: NDArray[np.floating],
         rng: np.random.Generator,
     ) -> None:
         self.x, self.y = x, np.asarray(y, dtype=np.intp)
-        self.batch_size = min(batch_size, len(x))
+        self.batch_size = len(out)
         self.scaler, self.rng = scaler, rng
         self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
-        self._scaled: NDArray[np.floating] = np.empty((self.batch_size, x.shape[1]), dtype=dtype)
+        self._scaled = out
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
@@ -140,6 +144,46 @@ class _BatchLoader:
             raw = np.take(self.x, idx, axis=0, out=self._raw[:m], mode="clip")
             xb = self.scaler.transform(raw, out=self._scaled[:m])
             yield xb, self.y[idx]
+
+
+class PlainTrainer:
+    """One training step as the textbook has it: forward and backward through
+    ``network.loss_and_gradients``, then one optimizer step over all parameters.
+
+    Like :class:`digitnet.parallel.SplitTrainer` (the two-core variant for large first
+    layers), it is a context manager with a :attr:`batch_buffer` for the batches.
+    """
+
+    def __init__(self, network: MLP, config: TrainConfig, batch_size: int) -> None:
+        self.network = network
+        self.optimizer = make_network_optimizer(
+            network, config.optimizer, config.lr, config.weight_decay, config.momentum
+        )
+        self.batch_buffer: NDArray[np.floating] = np.empty(
+            (batch_size, network.n_inputs), dtype=DTYPES[network.dtype]
+        )
+
+    def __enter__(self) -> PlainTrainer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def step(self, x: NDArray[np.floating], y: NDArray[np.integer], lr: float
+             ) -> tuple[float, int]:
+        """Forward, backward and one descent step; the loss and number of correct answers."""
+        loss, n_correct = self.network.loss_and_gradients(x, y)
+        self.optimizer.step(lr)
+        return loss, n_correct
+
+
+def make_trainer(network: MLP, config: TrainConfig, batch_size: int
+                 ) -> PlainTrainer | SplitTrainer:
+    """The two-core :class:`~digitnet.parallel.SplitTrainer` when the first layer is large
+    enough to gain from it (:func:`~digitnet.parallel.worth_splitting`), else the plain one."""
+    if worth_splitting(network, batch_size):
+        return SplitTrainer(network, config, batch_size)
+    return PlainTrainer(network, config, batch_size)
 
 
 def fit(
@@ -164,11 +208,8 @@ def fit(
     after each epoch's validation (the network holds that epoch's weights then).
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
-    dtype = DTYPES[network.dtype]
-    loader = _BatchLoader(x_train, y_train, config.batch_size, scaler, dtype, rng)
-    optimizer = make_network_optimizer(
-        network, config.optimizer, config.lr, config.weight_decay, config.momentum
-    )
+    trainer = make_trainer(network, config, min(config.batch_size, len(x_train)))
+    loader = _BatchLoader(x_train, y_train, scaler, trainer.batch_buffer, rng)
     steps_per_epoch = len(loader)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -180,53 +221,53 @@ def fit(
     started = time.perf_counter()
     step = 0
     try:
-        for epoch in range(1, config.epochs + 1):
-            epoch_start = time.perf_counter()
-            loss_sum, correct, seen = 0.0, 0, 0
-            lr = config.lr
-            for xb, yb in loader.epoch():
-                lr = learning_rate(config.schedule, config.lr, step, total_steps, warmup)
-                loss, n_correct = network.loss_and_gradients(xb, yb)
-                optimizer.step(lr)
-                step += 1
-                m = len(yb)
-                loss_sum += loss * m
-                correct += n_correct
-                seen += m
-                if bar is not None:
-                    bar.update(1)
-                    if step % 20 == 0 or seen == len(x_train):
-                        bar.set_postfix(
-                            epoch=epoch, loss=f"{loss_sum / seen:.4f}",
-                            acc=f"{correct / seen:.4f}", refresh=False,
-                        )
-            record = EpochRecord(
-                epoch, loss_sum / seen, correct / seen, None, None, lr,
-                time.perf_counter() - epoch_start,
-            )
-            if has_val:
-                assert x_val is not None and y_val is not None
-                record.val_loss, record.val_accuracy = evaluate_loss_accuracy(
-                    network, x_val, y_val, scaler
+        with trainer:
+            for epoch in range(1, config.epochs + 1):
+                epoch_start = time.perf_counter()
+                loss_sum, correct, seen = 0.0, 0, 0
+                lr = config.lr
+                for xb, yb in loader.epoch():
+                    lr = learning_rate(config.schedule, config.lr, step, total_steps, warmup)
+                    loss, n_correct = trainer.step(xb, yb, lr)
+                    step += 1
+                    m = len(yb)
+                    loss_sum += loss * m
+                    correct += n_correct
+                    seen += m
+                    if bar is not None:
+                        bar.update(1)
+                        if step % 20 == 0 or seen == len(x_train):
+                            bar.set_postfix(
+                                epoch=epoch, loss=f"{loss_sum / seen:.4f}",
+                                acc=f"{correct / seen:.4f}", refresh=False,
+                            )
+                record = EpochRecord(
+                    epoch, loss_sum / seen, correct / seen, None, None, lr,
+                    time.perf_counter() - epoch_start,
                 )
-            result.history.append(record)
-            result.epochs_run = epoch
-            if log is not None:
-                log(_epoch_line(record, config.epochs))
-            if on_epoch_end is not None:
-                on_epoch_end(record)
-            if record.val_loss is not None:
-                if record.val_loss < best_loss:
-                    best_loss, best_state = record.val_loss, network.get_state()
+                if has_val:
+                    assert x_val is not None and y_val is not None
+                    record.val_loss, record.val_accuracy = evaluate_loss_accuracy(
+                        network, x_val, y_val, scaler
+                    )
+                result.history.append(record)
+                result.epochs_run = epoch
+                if log is not None:
+                    log(_epoch_line(record, config.epochs))
+                if on_epoch_end is not None:
+                    on_epoch_end(record)
+                if record.val_loss is not None:
+                    if record.val_loss < best_loss:
+                        best_loss, best_state = record.val_loss, network.get_state()
+                        result.best_epoch = epoch
+                    elif config.patience and epoch - result.best_epoch >= config.patience:
+                        result.stopped_early = True
+                        if log is not None:
+                            log(f"early stopping: no better validation loss for "
+                                f"{config.patience} epochs (best: epoch {result.best_epoch})")
+                        break
+                else:
                     result.best_epoch = epoch
-                elif config.patience and epoch - result.best_epoch >= config.patience:
-                    result.stopped_early = True
-                    if log is not None:
-                        log(f"early stopping: no better validation loss for {config.patience} "
-                            f"epochs (best: epoch {result.best_epoch})")
-                    break
-            else:
-                result.best_epoch = epoch
     except KeyboardInterrupt:
         result.interrupted = True
         if log is not None:

@@ -1,0 +1,240 @@
+"""The two-core split of the first layer (digitnet.parallel): same arithmetic with or
+without the helper process, the same gradients and updates as the plain network, and a
+helper that fails loudly and never outlives training."""
+
+from __future__ import annotations
+
+import mmap
+import multiprocessing
+import os
+import signal
+import sys
+from typing import Any
+
+import numpy as np
+import pytest
+from helpers import blobs
+
+from digitnet import parallel
+from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.layers import Dense
+from digitnet.network import MLP
+from digitnet.optimizers import SGD
+from digitnet.parallel import (
+    HelperProcess,
+    HelperWork,
+    RowShare,
+    SplitTrainer,
+    layers_to_split,
+    worth_splitting,
+)
+from digitnet.training import PlainTrainer, TrainConfig, _BatchLoader, fit, make_trainer
+
+needs_fork = pytest.mark.skipif(
+    sys.platform != "linux", reason="the helper process is forked (Linux only)"
+)
+
+
+def _data() -> tuple[Any, Any, MinMaxScaler]:
+    x, y = blobs(40, n_classes=4, n_features=24, seed=3)
+    return x, y, MinMaxScaler.fit(x)
+
+
+def _config(**overrides: Any) -> TrainConfig:
+    settings: dict[str, Any] = {"hidden": (12, 8), "epochs": 3, "batch_size": 16, "lr": 0.01,
+                                "schedule": "onecycle", "validation_fraction": 0.0}
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def _train(trainer: PlainTrainer | SplitTrainer, config: TrainConfig) -> list[float]:
+    """Run ``config.epochs`` epochs through ``trainer``; the losses of every step."""
+    x, y, scaler = _data()
+    loader = _BatchLoader(x, y, scaler, trainer.batch_buffer, np.random.default_rng(7))
+    losses = []
+    with trainer:
+        for _ in range(config.epochs):
+            for xb, yb in loader.epoch():
+                losses.append(trainer.step(xb, yb, config.lr)[0])
+    return losses
+
+
+def _is_shared(a: np.ndarray) -> bool:
+    """Whether ``a`` lives in a memory map (digitnet.parallel.shared_array)."""
+    base: Any = a
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+
+@pytest.mark.parametrize("split_all", [False, True], ids=["first-layer", "all-layers"])
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "nesterov", "adam"])
+def test_split_training_follows_the_plain_network(
+    optimizer: str, split_all: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In float64, the regrouped products and the two half-optimizers give the plain
+    network's losses and weights up to rounding (with weight decay on the weights)."""
+    if split_all:
+        monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
+    config = _config(optimizer=optimizer, weight_decay=1e-3, dtype="float64")
+    plain, split = (MLP(24, config.hidden, 4, dtype="float64", seed=1) for _ in range(2))
+    plain_losses = _train(PlainTrainer(plain, config, 16), config)
+    trainer = SplitTrainer(split, config, 16, use_helper=False)
+    assert trainer.n_split == (3 if split_all else 1)
+    split_losses = _train(trainer, config)
+    np.testing.assert_allclose(split_losses, plain_losses, rtol=1e-12)
+    np.testing.assert_allclose(split.flat_parameters, plain.flat_parameters, rtol=1e-10,
+                               atol=1e-13)
+    assert not np.array_equal(split.flat_parameters, MLP(24, config.hidden, 4, seed=1,
+                                                         dtype="float64").flat_parameters)
+
+
+@needs_fork
+@pytest.mark.parametrize("optimizer", ["momentum", "adam"])
+def test_helper_process_gives_the_same_weights_bit_for_bit(
+    optimizer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 16 * 12 * 8)  # split two of three layers
+    config = _config(optimizer=optimizer, weight_decay=1e-4)
+    inline, helped = (MLP(24, config.hidden, 4, seed=2) for _ in range(2))
+    inline_losses = _train(SplitTrainer(inline, config, 16, use_helper=False), config)
+    helped_losses = _train(SplitTrainer(helped, config, 16, use_helper=True), config)
+    assert inline_losses == helped_losses
+    np.testing.assert_array_equal(helped.flat_parameters, inline.flat_parameters)
+
+
+@needs_fork
+def test_after_training_the_network_is_private_and_plain_again() -> None:
+    config = _config(epochs=1)
+    net = MLP(24, config.hidden, 4, seed=0)
+    trainer = SplitTrainer(net, config, 16, use_helper=True)
+    with trainer:
+        assert _is_shared(net.flat_parameters)
+        assert type(net.layers[0]) is not Dense
+        helper = trainer.helper
+        assert isinstance(helper, HelperProcess) and helper.process.is_alive()
+    assert not helper.process.is_alive() and helper.process.exitcode == 0
+    assert not _is_shared(net.flat_parameters) and not _is_shared(net.flat_gradients)
+    assert type(net.layers[0]) is Dense and net.dense[0] is net.layers[0]
+    assert np.shares_memory(net.dense[0].W, net.flat_parameters)
+
+
+def test_worth_splitting_only_large_first_layers() -> None:
+    assert worth_splitting(MLP(784, (256, 128), 10), 256)  # the default MNIST recipe
+    assert worth_splitting(MLP(784, (128, 64), 10), 128)  # the benchmark's network
+    assert not worth_splitting(MLP(64, (128, 64), 10), 32)  # the digits recipe
+    assert not worth_splitting(MLP(784, (128, 64), 10), 1)  # stochastic gradient descent
+    assert layers_to_split(MLP(784, (256, 128), 10), 256) == 2  # 784x256 and 256x128
+    assert layers_to_split(MLP(784, (128, 64), 10), 128) == 1
+
+
+def test_fit_splits_large_first_layers_and_stays_deterministic(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
+    x, y, scaler = _data()
+    config = _config(validation_fraction=0.25)
+    assert isinstance(make_trainer(MLP(24, config.hidden, 4), config, 16), SplitTrainer)
+    weights = []
+    for _ in range(2):
+        net = MLP(24, config.hidden, 4, seed=5)
+        result = fit(net, x[:120], y[:120], scaler, config, x[120:], y[120:])
+        assert result.epochs_run == 3 and result.history[-1].val_accuracy is not None
+        assert not _is_shared(net.flat_parameters)
+        weights.append(net.flat_parameters.copy())
+    np.testing.assert_array_equal(weights[0], weights[1])
+
+
+@needs_fork
+def test_ctrl_c_during_training_stops_the_helper(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
+    monkeypatch.setattr(parallel, "helper_can_run", lambda: True)
+    x, y, scaler = _data()
+    config = _config(epochs=5, validation_fraction=0.25)
+    net = MLP(24, config.hidden, 4, seed=5)
+
+    def interrupt(record: Any) -> None:
+        if record.epoch == 2:
+            raise KeyboardInterrupt
+
+    result = fit(net, x[:120], y[:120], scaler, config, x[120:], y[120:],
+                 on_epoch_end=interrupt)
+    assert result.interrupted and result.epochs_run == 2
+    assert not [p for p in multiprocessing.active_children() if p.name == "digitnet-helper"]
+    assert not _is_shared(net.flat_parameters)
+
+
+class _FailingShare(RowShare):
+    def forward(self, n: int) -> Any:
+        raise FloatingPointError("overflow in the helper")
+
+
+def _helper_work(share_type: type[RowShare] = RowShare) -> HelperWork:
+    """The helper's half (rows 12:) of a 24-12 first layer, buffers for 4 samples."""
+    net = MLP(24, (12,), 4)
+    net.move_parameters(*(parallel.shared_array(a.shape, a.dtype)
+                          for a in (net.flat_parameters, net.flat_gradients)))
+    layer = net.dense[0]
+    x, delta, partial = (parallel.shared_array(shape, np.float32)
+                         for shape in ((4, 24), (4, 12), (4, 12)))
+    share = share_type(layer, slice(12, 24), x, delta, None, partial)
+    return HelperWork([share], SGD([layer.W[12:]], [layer.grad_W[12:]], lr=0.1))
+
+
+@needs_fork
+def test_an_exception_in_the_helper_is_raised_here() -> None:
+    helper = HelperProcess(_helper_work(_FailingShare))
+    try:
+        helper.post(parallel.FORWARD, 0, 4)
+        with pytest.raises(RuntimeError, match="helper process failed: FloatingPointError: "
+                                               "overflow in the helper"):
+            helper.wait()
+    finally:
+        helper.close()
+    assert not helper.process.is_alive()
+
+
+@needs_fork
+def test_a_helper_that_dies_is_reported_not_waited_for_forever() -> None:
+    helper = HelperProcess(_helper_work())
+    try:
+        helper.post(parallel.FORWARD, 0, 4)
+        helper.wait()
+        os.kill(helper.process.pid or 0, signal.SIGKILL)
+        helper.process.join()
+        helper.post(parallel.FORWARD, 0, 4)
+        with pytest.raises(RuntimeError, match="ended unexpectedly"):
+            helper.wait()
+    finally:
+        helper.close()
+
+
+@needs_fork
+def test_the_helper_computes_its_rows_and_updates_them() -> None:
+    work = _helper_work()
+    share = work.shares[0]
+    rng = np.random.default_rng(0)
+    share.x[...] = rng.random(share.x.shape)
+    share.delta[...] = rng.random(share.delta.shape)
+    W_before = share.W.copy()
+    helper = HelperProcess(work)
+    try:
+        for command, n in ((parallel.FORWARD, 3), (parallel.BACKWARD, 4), (parallel.UPDATE, 0)):
+            helper.post(command, 0, n, lr=0.5)
+            helper.wait()
+    finally:
+        helper.close()
+    np.testing.assert_allclose(share.partial[:3], share.x[:3, 12:] @ W_before[12:], rtol=1e-6)
+    grad = share.x[:, 12:].T @ share.delta
+    np.testing.assert_allclose(share.grad_W[12:], grad, rtol=1e-6)
+    assert not share.grad_W[:12].any()  # the other rows are not the helper's
+    np.testing.assert_allclose(share.W[12:], W_before[12:] - 0.5 * grad, rtol=1e-5)
+    np.testing.assert_array_equal(share.W[:12], W_before[:12])
+
+
+def test_an_orphaned_helper_stops_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(parallel, "SPIN_SECONDS", 0.0)
+    ctl = np.zeros(6, np.int64)
+    assert parallel._next_job(ctl, 0, parent=-1) is None
+    ctl[parallel.SEQ] = 1
+    assert parallel._next_job(ctl, 0, parent=os.getppid()) == 1
