@@ -28,7 +28,7 @@ from digitnet.parallel import (
     layers_to_split,
     worth_splitting,
 )
-from digitnet.training import PlainTrainer, TrainConfig, _BatchLoader, fit, make_trainer
+from digitnet.training import PlainTrainer, TrainConfig, fit, make_trainer
 
 needs_fork = pytest.mark.skipif(
     sys.platform != "linux", reason="the helper process is forked (Linux only)"
@@ -47,14 +47,18 @@ def _config(**overrides: Any) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+def _trainer(kind: type[PlainTrainer | SplitTrainer], net: MLP, config: TrainConfig,
+             **kwargs: Any) -> Any:
+    x, y, scaler = _data()
+    return kind(net, config, x, y, scaler, np.random.default_rng(7), **kwargs)
+
+
 def _train(trainer: PlainTrainer | SplitTrainer, config: TrainConfig) -> list[float]:
     """Run ``config.epochs`` epochs through ``trainer``; the losses of every step."""
-    x, y, scaler = _data()
-    loader = _BatchLoader(x, y, scaler, trainer.batch_buffer, np.random.default_rng(7))
     losses = []
     with trainer:
         for _ in range(config.epochs):
-            for xb, yb in loader.epoch():
+            for xb, yb in trainer.batches.epoch():
                 losses.append(trainer.step(xb, yb, config.lr)[0])
     return losses
 
@@ -78,8 +82,8 @@ def test_split_training_follows_the_plain_network(
         monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
     config = _config(optimizer=optimizer, weight_decay=1e-3, dtype="float64")
     plain, split = (MLP(24, config.hidden, 4, dtype="float64", seed=1) for _ in range(2))
-    plain_losses = _train(PlainTrainer(plain, config, 16), config)
-    trainer = SplitTrainer(split, config, 16, use_helper=False)
+    plain_losses = _train(_trainer(PlainTrainer, plain, config), config)
+    trainer = _trainer(SplitTrainer, split, config, use_helper=False)
     assert trainer.n_split == (3 if split_all else 1)
     split_losses = _train(trainer, config)
     np.testing.assert_allclose(split_losses, plain_losses, rtol=1e-12)
@@ -97,8 +101,8 @@ def test_helper_process_gives_the_same_weights_bit_for_bit(
     monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 16 * 12 * 8)  # split two of three layers
     config = _config(optimizer=optimizer, weight_decay=1e-4)
     inline, helped = (MLP(24, config.hidden, 4, seed=2) for _ in range(2))
-    inline_losses = _train(SplitTrainer(inline, config, 16, use_helper=False), config)
-    helped_losses = _train(SplitTrainer(helped, config, 16, use_helper=True), config)
+    inline_losses = _train(_trainer(SplitTrainer, inline, config, use_helper=False), config)
+    helped_losses = _train(_trainer(SplitTrainer, helped, config, use_helper=True), config)
     assert inline_losses == helped_losses
     np.testing.assert_array_equal(helped.flat_parameters, inline.flat_parameters)
 
@@ -107,7 +111,7 @@ def test_helper_process_gives_the_same_weights_bit_for_bit(
 def test_after_training_the_network_is_private_and_plain_again() -> None:
     config = _config(epochs=1)
     net = MLP(24, config.hidden, 4, seed=0)
-    trainer = SplitTrainer(net, config, 16, use_helper=True)
+    trainer = _trainer(SplitTrainer, net, config, use_helper=True)
     with trainer:
         assert _is_shared(net.flat_parameters)
         assert type(net.layers[0]) is not Dense
@@ -134,7 +138,9 @@ def test_fit_splits_large_first_layers_and_stays_deterministic(
     monkeypatch.setattr(parallel, "MIN_SPLIT_WORK", 0)
     x, y, scaler = _data()
     config = _config(validation_fraction=0.25)
-    assert isinstance(make_trainer(MLP(24, config.hidden, 4), config, 16), SplitTrainer)
+    rng = np.random.default_rng(0)
+    assert isinstance(make_trainer(MLP(24, config.hidden, 4), config, x, y, scaler, rng),
+                      SplitTrainer)
     weights = []
     for _ in range(2):
         net = MLP(24, config.hidden, 4, seed=5)

@@ -37,12 +37,13 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from digitnet.activations import ACTIVATIONS
+from digitnet.batches import BatchLoader
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
 from digitnet.layers import log_softmax
 from digitnet.model_io import TrainedModel, load_model, save_model
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
-from digitnet.training import TrainConfig, _BatchLoader, fit, make_network_optimizer
+from digitnet.training import TrainConfig, fit, make_network_optimizer
 
 IDENTITY = MinMaxScaler(0.0, 1.0)
 """``x' = (x - 0) / (1 - 0) = x``: the scaling of an estimator trained on its inputs as given."""
@@ -283,7 +284,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         optimizer = self._optimizer
         assert optimizer is not None
         batch = np.empty((min(self.batch_size, len(X)), X.shape[1]), DTYPES[network.dtype])
-        loader = _BatchLoader(X, y_enc, self.scaler_, batch, self._batch_rng)
+        loader = BatchLoader(X, y_enc, self.scaler_, batch, self._batch_rng)
         loss_sum = 0.0
         for xb, yb in loader.epoch():
             loss, _ = network.loss_and_gradients(xb, yb)

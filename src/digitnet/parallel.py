@@ -66,7 +66,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
+from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.layers import Dense
 from digitnet.network import MLP
 from digitnet.optimizers import Optimizer, make_optimizer
@@ -84,7 +86,7 @@ STOP_TIMEOUT_SECONDS = 5.0
 # Control block: ctl[SEQ] job number, ctl[CMD] what to do, ctl[LAYER] for which split layer,
 # ctl[ROWS] batch rows, ctl[DONE] the last job finished, ctl[FAILED] 1 after an exception.
 SEQ, CMD, LAYER, ROWS, DONE, FAILED = range(6)
-FORWARD, BACKWARD, UPDATE, STOP = range(1, 5)
+LOAD, FORWARD, BACKWARD, UPDATE, STOP = range(1, 6)
 
 
 def layers_to_split(network: MLP, batch_size: int) -> int:
@@ -149,13 +151,20 @@ class RowShare:
 
 
 class HelperWork:
-    """What the helper does: its share of every split layer, and its optimizer."""
+    """What the helper does: its columns of each batch (``batches.load(indices[:n])``), its
+    share of every split layer, and its optimizer."""
 
-    def __init__(self, shares: list[RowShare], optimizer: Optimizer) -> None:
+    def __init__(self, shares: list[RowShare], optimizer: Optimizer,
+                 batches: BatchLoader | None = None, indices: NDArray[np.intp] | None = None
+                 ) -> None:
         self.shares, self.optimizer = shares, optimizer
+        self.batches, self.indices = batches, indices
 
     def run(self, command: int, layer: int, n: int, lr: float) -> None:
-        if command == FORWARD:
+        if command == LOAD:
+            assert self.batches is not None and self.indices is not None
+            self.batches.load_part(self.indices[:n], slice(n // 2, n))
+        elif command == FORWARD:
             self.shares[layer].forward(n)
         elif command == BACKWARD:
             self.shares[layer].backward(n)
@@ -317,6 +326,26 @@ class SplitDense(Dense):
         return None if self.here.dx is None else self.here.dx[:n]
 
 
+class SplitBatchLoader(BatchLoader):
+    """Loads the first half of each batch's samples here and the second half in the helper
+    (through ``indices``, shared)."""
+
+    def __init__(self, x: NDArray[np.uint8], y: NDArray[np.integer], scaler: MinMaxScaler,
+                 out: Array, rng: np.random.Generator, indices: NDArray[np.intp]) -> None:
+        super().__init__(x, y, scaler, out, rng)
+        self.indices = indices
+        self.helper: InlineHelper | HelperProcess | None = None  # set by SplitTrainer
+
+    def load(self, idx: NDArray[np.intp]) -> Array:
+        assert self.helper is not None, "the SplitTrainer has not started"
+        n = len(idx)
+        self.indices[:n] = idx
+        self.helper.post(LOAD, n=n)
+        self.load_part(idx, slice(0, n // 2))
+        self.helper.wait()
+        return self.out[:n]
+
+
 class SplitTrainer:
     """Trains ``network`` with its large layers split over two processes; a context manager.
 
@@ -326,13 +355,25 @@ class SplitTrainer:
     helper stops and the network gets private vectors and plain layers back.
     """
 
-    def __init__(self, network: MLP, config: TrainConfig, batch_size: int,
-                 use_helper: bool | None = None) -> None:
-        self.network, self.config, self.batch_size = network, config, batch_size
-        self.n_split = max(layers_to_split(network, batch_size), 1)
+    def __init__(
+        self,
+        network: MLP,
+        config: TrainConfig,
+        x: NDArray[np.uint8],
+        y: NDArray[np.integer],
+        scaler: MinMaxScaler,
+        rng: np.random.Generator,
+        use_helper: bool | None = None,
+    ) -> None:
+        self.network, self.config = network, config
+        self.batch_size = n = min(config.batch_size, len(x))
+        self.n_split = max(layers_to_split(network, n), 1)
         self.use_helper = helper_can_run() if use_helper is None else use_helper
-        dtype = network.flat_parameters.dtype
-        self.batch_buffer: Array = shared_array((batch_size, network.n_inputs), dtype)
+        self.batch_buffer: Array = shared_array((n, network.n_inputs),
+                                                network.flat_parameters.dtype)
+        indices = shared_array((n,), np.intp)
+        self.batches = SplitBatchLoader(x, y, scaler, self.batch_buffer, rng, indices)
+        self._helper_batches = BatchLoader(x, y, scaler, self.batch_buffer, rng)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> SplitTrainer:
@@ -357,7 +398,7 @@ class SplitTrainer:
             there.append(RowShare(layer, slice(d // 2, d), *args,
                                   shared_array((n, widths[i]), dtype)))
         here_optimizer, there_optimizer = self._optimizers(k)
-        work = HelperWork(there, there_optimizer)
+        work = HelperWork(there, there_optimizer, self._helper_batches, self.batches.indices)
         if self.use_helper:
             from threadpoolctl import threadpool_limits
 
@@ -366,6 +407,7 @@ class SplitTrainer:
         else:
             self.helper = InlineHelper(work)
         self._stack.callback(self.helper.close)
+        self.batches.helper = self.helper
         for i in range(k):
             split = SplitDense(net.dense[i], i, here[i], there[i], self.helper)
             net.layers[net.layers.index(net.dense[i])] = net.dense[i] = split
@@ -376,8 +418,8 @@ class SplitTrainer:
         self._stack.close()
 
     def step(self, x: Array, y: NDArray[np.integer], lr: float) -> tuple[float, int]:
-        """Forward, backward and one optimizer step on the batch ``x`` (a view of
-        :attr:`batch_buffer`); returns the loss and the number of correct predictions."""
+        """Forward, backward and one optimizer step on the batch ``x`` (from
+        :attr:`batches`); returns the loss and the number of correct predictions."""
         loss, n_correct = self.network.loss_and_gradients(x, y)
         self.helper.post(UPDATE, lr=lr)
         self.optimizer.step(lr)

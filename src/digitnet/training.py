@@ -9,9 +9,8 @@ of ``batch_size``. For each batch ``(x, y)``::
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=n`` full-batch gradient
 descent, anything between mini-batch gradient descent.
 
-Images stay uint8 in memory (a quarter of float32's size). Each batch is gathered into a
-preallocated uint8 buffer and scaled into a preallocated float buffer, so the loop
-allocates almost nothing besides the layers' own outputs.
+The batches come from :class:`digitnet.batches.BatchLoader`; networks with a large first
+layer train on two cores (:mod:`digitnet.parallel`), with the same arithmetic either way.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.network import DTYPES, MLP
@@ -110,58 +110,31 @@ def make_network_optimizer(
     )
 
 
-class _BatchLoader:
-    """Yields shuffled mini-batches, scaled into ``out`` (see the module docstring).
-
-    ``out`` is the float buffer ``(batch_size, n_features)`` that every batch is written
-    into (each batch is a view of it, valid until the next one).
-    """
-
-    def __init__(
-        self,
-        x: NDArray[np.uint8],
-        y: NDArray[np.integer],
-        scaler: MinMaxScaler,
-        out: NDArray[np.floating],
-        rng: np.random.Generator,
-    ) -> None:
-        self.x, self.y = x, np.asarray(y, dtype=np.intp)
-        self.batch_size = len(out)
-        self.scaler, self.rng = scaler, rng
-        self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
-        self._scaled = out
-
-    def __len__(self) -> int:
-        return -(-len(self.x) // self.batch_size)
-
-    def epoch(self):  # type: ignore[no-untyped-def]
-        order = self.rng.permutation(len(self.x))
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            m = len(idx)
-            # Indices come from a permutation, so always valid; mode="clip" spares NumPy
-            # the temporary copy it makes of `out` in the default mode="raise".
-            raw = np.take(self.x, idx, axis=0, out=self._raw[:m], mode="clip")
-            xb = self.scaler.transform(raw, out=self._scaled[:m])
-            yield xb, self.y[idx]
-
-
 class PlainTrainer:
     """One training step as the textbook has it: forward and backward through
     ``network.loss_and_gradients``, then one optimizer step over all parameters.
 
-    Like :class:`digitnet.parallel.SplitTrainer` (the two-core variant for large first
-    layers), it is a context manager with a :attr:`batch_buffer` for the batches.
+    ``batches`` yields the shuffled mini-batches of ``(x, y)``. Like
+    :class:`digitnet.parallel.SplitTrainer` (the two-core variant for large layers), it is
+    a context manager around the training loop.
     """
 
-    def __init__(self, network: MLP, config: TrainConfig, batch_size: int) -> None:
+    def __init__(
+        self,
+        network: MLP,
+        config: TrainConfig,
+        x: NDArray[np.uint8],
+        y: NDArray[np.integer],
+        scaler: MinMaxScaler,
+        rng: np.random.Generator,
+    ) -> None:
         self.network = network
         self.optimizer = make_network_optimizer(
             network, config.optimizer, config.lr, config.weight_decay, config.momentum
         )
-        self.batch_buffer: NDArray[np.floating] = np.empty(
-            (batch_size, network.n_inputs), dtype=DTYPES[network.dtype]
-        )
+        buffer = np.empty((min(config.batch_size, len(x)), network.n_inputs),
+                          dtype=DTYPES[network.dtype])
+        self.batches = BatchLoader(x, y, scaler, buffer, rng)
 
     def __enter__(self) -> PlainTrainer:
         return self
@@ -177,13 +150,19 @@ class PlainTrainer:
         return loss, n_correct
 
 
-def make_trainer(network: MLP, config: TrainConfig, batch_size: int
-                 ) -> PlainTrainer | SplitTrainer:
+def make_trainer(
+    network: MLP,
+    config: TrainConfig,
+    x: NDArray[np.uint8],
+    y: NDArray[np.integer],
+    scaler: MinMaxScaler,
+    rng: np.random.Generator,
+) -> PlainTrainer | SplitTrainer:
     """The two-core :class:`~digitnet.parallel.SplitTrainer` when the first layer is large
     enough to gain from it (:func:`~digitnet.parallel.worth_splitting`), else the plain one."""
-    if worth_splitting(network, batch_size):
-        return SplitTrainer(network, config, batch_size)
-    return PlainTrainer(network, config, batch_size)
+    if worth_splitting(network, min(config.batch_size, len(x))):
+        return SplitTrainer(network, config, x, y, scaler, rng)
+    return PlainTrainer(network, config, x, y, scaler, rng)
 
 
 def fit(
@@ -208,9 +187,8 @@ def fit(
     after each epoch's validation (the network holds that epoch's weights then).
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
-    trainer = make_trainer(network, config, min(config.batch_size, len(x_train)))
-    loader = _BatchLoader(x_train, y_train, scaler, trainer.batch_buffer, rng)
-    steps_per_epoch = len(loader)
+    trainer = make_trainer(network, config, x_train, y_train, scaler, rng)
+    steps_per_epoch = len(trainer.batches)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
@@ -226,7 +204,7 @@ def fit(
                 epoch_start = time.perf_counter()
                 loss_sum, correct, seen = 0.0, 0, 0
                 lr = config.lr
-                for xb, yb in loader.epoch():
+                for xb, yb in trainer.batches.epoch():
                     lr = learning_rate(config.schedule, config.lr, step, total_steps, warmup)
                     loss, n_correct = trainer.step(xb, yb, lr)
                     step += 1

@@ -1,0 +1,59 @@
+"""Shuffled mini-batches: uint8 images gathered and scaled into one reused float buffer.
+
+Images stay uint8 in memory (a quarter of float32's size). Each batch is gathered into a
+preallocated uint8 buffer and scaled into a preallocated float buffer, so an epoch
+allocates almost nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+from numpy.typing import NDArray
+
+from digitnet.data.preprocessing import MinMaxScaler
+
+
+class BatchLoader:
+    """Mini-batches of ``x`` ``(N, d)`` and labels ``y`` ``(N,)`` in a fresh order every epoch.
+
+    Every batch is written into ``out`` ``(batch_size, d)``, whose length sets the batch
+    size; the batch handed out is a view of it, valid until the next one.
+    """
+
+    def __init__(
+        self,
+        x: NDArray[np.uint8],
+        y: NDArray[np.integer],
+        scaler: MinMaxScaler,
+        out: NDArray[np.floating],
+        rng: np.random.Generator,
+    ) -> None:
+        self.x, self.y = x, np.asarray(y, dtype=np.intp)
+        self.scaler, self.out, self.rng = scaler, out, rng
+        self.batch_size = len(out)
+        self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
+
+    def __len__(self) -> int:
+        return -(-len(self.x) // self.batch_size)
+
+    def epoch(self) -> Iterator[tuple[NDArray[np.floating], NDArray[np.intp]]]:
+        """``(x_batch, y_batch)`` pairs covering every sample once, in a seeded random order."""
+        order = self.rng.permutation(len(self.x))
+        for start in range(0, len(order), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            yield self.load(idx), self.y[idx]
+
+    def load(self, idx: NDArray[np.intp]) -> NDArray[np.floating]:
+        """Scale the samples ``idx`` into ``out[:len(idx)]`` and return that view."""
+        self.load_part(idx, slice(0, len(idx)))
+        return self.out[: len(idx)]
+
+    def load_part(self, idx: NDArray[np.intp], part: slice) -> None:
+        """Only the batch rows ``part``: ``out[part] = scale(x[idx[part]])`` (another process
+        may load the other rows)."""
+        # Indices come from a permutation, so always valid; mode="clip" spares NumPy
+        # the temporary copy it makes of `out` in the default mode="raise".
+        raw = np.take(self.x, idx[part], axis=0, out=self._raw[part], mode="clip")
+        self.scaler.transform(raw, out=self.out[part])
