@@ -95,8 +95,12 @@ def test_softmax_cross_entropy_value() -> None:
     expected = -np.mean(np.log(p[[0, 1], labels]))
     loss = SoftmaxCrossEntropy()
     assert loss.forward(logits.copy(), labels) == pytest.approx(expected, rel=1e-12)
+    np.testing.assert_array_equal(loss.predictions, [0, 1])
     one_hot = np.eye(3)[labels]
     assert loss.forward(logits.copy(), one_hot) == pytest.approx(expected, rel=1e-12)
+    soft = np.array([[0.5, 0.5, 0.0], [0.0, 0.25, 0.75]])  # probability rows as targets
+    expected_soft = -np.mean((soft * np.log(p)).sum(axis=1))
+    assert loss.forward(logits.copy(), soft) == pytest.approx(expected_soft, rel=1e-12)
 
 
 @pytest.mark.parametrize("big", [1e4, 1e6])
@@ -107,6 +111,8 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits(big: float) -> None:
     with np.errstate(over="raise", divide="raise", invalid="raise"):
         value = loss.forward(logits.copy(), labels)
         grad = loss.backward()
+        assert loss.forward(logits.copy(), np.eye(3)[labels]) == pytest.approx(value)
+    assert value == pytest.approx(2 * big / 3)  # the second sample is off by 2*big
     assert np.isfinite(value)
     # Sample 1 is confidently wrong by 2*big; the others are (almost exactly) right.
     assert value == pytest.approx(2 * big / 3, rel=1e-9)

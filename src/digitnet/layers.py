@@ -119,6 +119,15 @@ class ActivationLayer:
         return delta
 
 
+def row_max(z: Array) -> Array:
+    """The largest entry of each row, ``(n, 1)``.
+
+    Gathered at ``argmax``: for a few columns (10 classes) that is several times faster
+    than NumPy's ``max(axis=1)``.
+    """
+    return z[np.arange(z.shape[0]), z.argmax(axis=1)][:, np.newaxis]
+
+
 def log_softmax(logits: Array) -> Array:
     """``log p_k = z_k - logsumexp(z)`` row by row, stable for any finite logits.
 
@@ -126,14 +135,14 @@ def log_softmax(logits: Array) -> Array:
 
         logsumexp(z) = m + log(sum_k exp(z_k - m))
     """
-    shifted = logits - logits.max(axis=1, keepdims=True)
+    shifted = logits - row_max(logits)
     shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
     return shifted
 
 
 def softmax(logits: Array) -> Array:
     """Class probabilities ``p_k = exp(z_k) / sum_j exp(z_j)``, shape ``(n, n_classes)``."""
-    p = logits - logits.max(axis=1, keepdims=True)
+    p = logits - row_max(logits)
     np.exp(p, out=p)
     p /= p.sum(axis=1, keepdims=True)
     return p
@@ -151,8 +160,9 @@ class SoftmaxCrossEntropy:
 
         dL/dz = (p - y) / n                 (n, K)
 
-    Fusing the two avoids the Jacobian of softmax and ``log(0)``: ``log p`` comes
-    from :func:`log_softmax`, so logits of +-1e4 still give a finite loss.
+    Fusing the two avoids the Jacobian of softmax and ``log(0)``: ``log p`` is never
+    taken of an underflowed ``p`` (see :meth:`forward`), so logits of +-1e4 still give a
+    finite loss.
 
     Targets may be one-hot rows ``(n, K)`` or integer class indices ``(n,)``. For
     indices, ``y`` is never built as a dense matrix: ``sum_k y_ik log p_ik`` is just
@@ -163,18 +173,31 @@ class SoftmaxCrossEntropy:
     def __init__(self) -> None:
         self._p: Array | None = None
         self._targets: Array | Labels | None = None
+        self.predictions: Labels | None = None
 
     def forward(self, logits: Array, targets: Array | Labels) -> float:
-        """Mean cross-entropy of the batch; remembers ``p`` and the targets."""
-        log_p = log_softmax(logits)
+        """Mean cross-entropy of the batch; remembers ``p`` and the targets, and leaves the
+        predicted classes ``argmax_k z_k`` in :attr:`predictions`.
+
+        With the row maximum ``m`` and ``s = sum_k exp(z_k - m)``, ``p = exp(z - m) / s`` and
+        ``-log p_y = log s - (z_y - m)``: one ``exp`` over the batch, logarithms only of
+        ``s`` (or of ``p`` for one-hot targets). Overwrites ``logits``.
+        """
         n = logits.shape[0]
-        if targets.ndim == 1:
-            loss = -log_p[np.arange(n), targets].sum() / n
-        else:
-            loss = -(targets * log_p).sum() / n
-        self._p = np.exp(log_p, out=log_p)
-        self._targets = targets
-        return float(loss)
+        rows = np.arange(n)
+        self.predictions = logits.argmax(axis=1)
+        logits -= logits[rows, self.predictions][:, np.newaxis]  # z - m, every entry <= 0
+        if targets.ndim == 1:  # sum_i (z - m)_i,y_i
+            target_term = float(logits[rows, targets].sum())
+            target_weights: Array | float = 1.0
+        else:  # sum_ik y_ik (z - m)_ik, and each row's total weight sum_k y_ik
+            target_term = float((targets * logits).sum())
+            target_weights = targets.sum(axis=1)
+        p = np.exp(logits, out=logits)
+        sums = p.sum(axis=1)
+        p /= sums[:, np.newaxis]
+        self._p, self._targets = p, targets
+        return (float((target_weights * np.log(sums)).sum()) - target_term) / n
 
     def backward(self) -> Array:
         """``dL/dz = (p - y) / n``, computed in the buffer that holds ``p``."""

@@ -185,9 +185,10 @@ class MLP:
         :meth:`parameters`). ``targets`` are class indices ``(n,)`` or one-hot rows ``(n, K)``.
         """
         logits = self.forward(x)
-        labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
-        n_correct = int((logits.argmax(axis=1) == labels).sum())
         loss = self.loss.forward(logits, targets)
+        labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
+        assert self.loss.predictions is not None
+        n_correct = int(np.count_nonzero(self.loss.predictions == labels))
         delta: Array | None = self.loss.backward()
         for layer in reversed(self.layers):
             assert delta is not None
