@@ -9,6 +9,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 import numpy as np
@@ -244,3 +245,25 @@ def test_an_orphaned_helper_stops_waiting(monkeypatch: pytest.MonkeyPatch) -> No
     assert parallel._next_job(ctl, 0, parent=-1) is None
     ctl[parallel.SEQ] = 1
     assert parallel._next_job(ctl, 0, parent=os.getppid()) == 1
+
+
+def test_when_fork_fails_the_helpers_work_runs_inline(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_fork(work: Any) -> None:
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(parallel, "HelperProcess", no_fork)
+    config = _config(epochs=1)
+    failed, inline = (MLP(24, config.hidden, 4, seed=4) for _ in range(2))
+    trainer = _trainer(SplitTrainer, failed, config, use_helper=True)
+    losses = _train(trainer, config)
+    assert not trainer.use_helper and isinstance(trainer.helper, parallel.InlineHelper)
+    assert losses == _train(_trainer(SplitTrainer, inline, config, use_helper=False), config)
+    np.testing.assert_array_equal(failed.flat_parameters, inline.flat_parameters)
+
+
+def test_no_helper_from_a_thread_other_than_the_main_one() -> None:
+    answers: list[bool] = []
+    worker = threading.Thread(target=lambda: answers.append(parallel.helper_can_run()))
+    worker.start()
+    worker.join()
+    assert answers == [False]

@@ -36,8 +36,9 @@ Determinism
 -----------
 Whenever a layer is worth splitting, training uses this split arithmetic, with or without
 the helper: without it (one CPU, BLAS limited to one thread, a daemon process such as a
-Dask or joblib worker, a platform other than Linux on x86-64), the helper's share runs
-here, in the same order. The weights are bit for bit the same whether the helper ran or not.
+Dask or joblib worker, a thread other than the main one, a platform other than Linux on
+x86-64, or when the fork fails), the helper's share runs here, in the same order. The
+weights are bit for bit the same whether the helper ran or not.
 
 Protocol
 --------
@@ -59,6 +60,7 @@ import os
 import platform
 import signal
 import sys
+import threading
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -110,6 +112,8 @@ def helper_can_run() -> bool:
         return False
     if len(os.sched_getaffinity(0)) < 2 or multiprocessing.current_process().daemon:
         return False
+    if threading.current_thread() is not threading.main_thread():
+        return False  # e.g. a threaded Dask worker: fork() copies only this thread
     from threadpoolctl import threadpool_info
 
     blas_threads = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
@@ -377,6 +381,14 @@ class SplitTrainer:
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> SplitTrainer:
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def _start(self) -> None:
         net, n, k = self.network, self.batch_size, self.n_split
         dtype = net.flat_parameters.dtype
         net.move_parameters(shared_array(net.flat_parameters.shape, dtype),
@@ -399,20 +411,22 @@ class SplitTrainer:
                                   shared_array((n, widths[i]), dtype)))
         here_optimizer, there_optimizer = self._optimizers(k)
         work = HelperWork(there, there_optimizer, self._helper_batches, self.batches.indices)
+        self.helper: InlineHelper | HelperProcess = InlineHelper(work)
         if self.use_helper:
             from threadpoolctl import threadpool_limits
 
-            self._stack.enter_context(threadpool_limits(1))
-            self.helper: InlineHelper | HelperProcess = HelperProcess(work)
-        else:
-            self.helper = InlineHelper(work)
+            try:
+                self.helper = HelperProcess(work)
+            except OSError:  # no fork (memory, process limits): the same work, inline
+                self.use_helper = False
+            else:
+                self._stack.enter_context(threadpool_limits(1))
         self._stack.callback(self.helper.close)
         self.batches.helper = self.helper
         for i in range(k):
             split = SplitDense(net.dense[i], i, here[i], there[i], self.helper)
             net.layers[net.layers.index(net.dense[i])] = net.dense[i] = split
         self.optimizer = here_optimizer
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
