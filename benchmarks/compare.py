@@ -367,6 +367,7 @@ def machine_notes(threads: int) -> dict[str, Any]:
         "cpu": cpu, "cores": os.cpu_count(), "threads": threads,
         "python": platform.python_version(), "numpy": np.__version__, "blas": blas,
         "OPENBLAS_CORETYPE": os.environ.get("OPENBLAS_CORETYPE"),
+        "OPENBLAS_THREAD_TIMEOUT": os.environ.get("OPENBLAS_THREAD_TIMEOUT"),
     }
     try:
         import sklearn
@@ -385,7 +386,8 @@ def print_table(r: dict[str, Any]) -> None:
     tp = r["throughput"]
     print(f"\nMachine: {r['machine']['cpu']}, {r['machine']['cores']} cores, "
           f"{r['machine']['threads']} threads; OPENBLAS_CORETYPE="
-          f"{r['machine']['OPENBLAS_CORETYPE']}")
+          f"{r['machine']['OPENBLAS_CORETYPE']}, OPENBLAS_THREAD_TIMEOUT="
+          f"{r['machine']['OPENBLAS_THREAD_TIMEOUT']}")
     print("\n1. Epoch throughput (784-128-64-10 ReLU, batch 128, Adam lr 1e-3, float32)")
     print(f"   {'':<22}{'s/epoch':>10}{'vs PyTorch':>12}")
     for name in ("digitnet", "digitnet_one_process", "pytorch", "sklearn"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -89,6 +90,23 @@ def test_console_script_help_and_error() -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0, done.stderr
     assert missing in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("preset", "expected"), [(None, "20"), ("7", "7")])
+def test_the_command_lets_openblas_threads_sleep_before_numpy_loads(
+    preset: str | None, expected: str
+) -> None:
+    """OpenBLAS reads OPENBLAS_THREAD_TIMEOUT once, when NumPy loads it: the command sets it
+    (unless the user did) before anything imports NumPy (see digitnet.cli)."""
+    code = ("import os, sys\nfrom digitnet.cli import main\ntry:\n    main(['--version'])\n"
+            "except SystemExit:\n    pass\n"
+            "print('numpy' in sys.modules, os.environ['OPENBLAS_THREAD_TIMEOUT'])")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_THREAD_TIMEOUT"}
+    if preset is not None:
+        env["OPENBLAS_THREAD_TIMEOUT"] = preset
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, timeout=60, check=True)
+    assert done.stdout.split()[-2:] == ["False", expected]
 
 
 # ------------------------------------------------------------------ train/evaluate

@@ -49,6 +49,11 @@ job and then sets ``ctl[DONE] = ctl[SEQ]``, on which this process spins. On x86-
 become visible to the other core in program order, so the flag is seen after the data.
 An idle helper spins for :data:`SPIN_SECONDS`, then polls every :data:`IDLE_POLL_SECONDS`
 and exits if this process has gone.
+
+OpenBLAS's own idle threads in this process spin for ~0.1 s after a multi-threaded product,
+on the helper's core; the ``digitnet`` command therefore sets ``OPENBLAS_THREAD_TIMEOUT``
+(:data:`digitnet.cli.OPENBLAS_THREAD_TIMEOUT`). From Python, set it before NumPy is imported
+to spare the first epoch up to ~0.2 s.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -23,6 +24,14 @@ COMMANDS = {
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+# After a multi-threaded product, OpenBLAS's idle threads spin for about 0.1 s (2^28 cycles)
+# before they sleep, on the very core that training's helper process needs
+# (digitnet.parallel): the first epoch lost up to 0.2 s to it. 2^20 cycles (well under a
+# millisecond) keeps them spinning between the products of one step, not longer. OpenBLAS
+# reads the variable when NumPy loads it, so it is set before any sub-command imports NumPy;
+# a value already in the environment wins.
+OPENBLAS_THREAD_TIMEOUT = "20"
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -51,6 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``digitnet`` console script; returns the exit code."""
     from digitnet.errors import DigitnetError
 
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", OPENBLAS_THREAD_TIMEOUT)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
