@@ -53,7 +53,15 @@ class BatchLoader:
     def load_part(self, idx: NDArray[np.intp], part: slice) -> None:
         """Only the batch rows ``part``: ``out[part] = scale(x[idx[part]])`` (another process
         may load the other rows)."""
+        self.gather(idx[part], self._raw[part])
+        self.scale(self._raw, part)
+
+    def gather(self, idx: NDArray[np.intp], raw: NDArray[np.uint8]) -> None:
+        """``raw[:] = x[idx]``: the uint8 rows of the samples ``idx``."""
         # Indices come from a permutation, so always valid; mode="clip" spares NumPy
         # the temporary copy it makes of `out` in the default mode="raise".
-        raw = np.take(self.x, idx[part], axis=0, out=self._raw[part], mode="clip")
-        self.scaler.transform(raw, out=self.out[part])
+        np.take(self.x, idx, axis=0, out=raw, mode="clip")
+
+    def scale(self, raw: NDArray[np.uint8], part: slice) -> None:
+        """``out[part] = scale(raw[part])``."""
+        self.scaler.transform(raw[part], out=self.out[part])
