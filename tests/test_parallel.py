@@ -267,3 +267,35 @@ def test_no_helper_from_a_thread_other_than_the_main_one() -> None:
     worker.start()
     worker.join()
     assert answers == [False]
+
+
+@pytest.mark.parametrize("use_helper", [False, pytest.param(True, marks=needs_fork)])
+def test_prefetched_batches_are_the_plain_batches(
+    use_helper: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The helper gathers each next batch during the step (all but an epoch's first batch are
+    prefetched), and the batches are exactly those of the plain loader."""
+    config = _config(epochs=2)
+    net = MLP(24, config.hidden, 4, seed=0)
+    plain = _trainer(PlainTrainer, MLP(24, config.hidden, 4, seed=0), config)
+    trainer = _trainer(SplitTrainer, net, config, use_helper=use_helper)
+    sent: list[int] = []
+    helper_type = HelperProcess if use_helper else parallel.InlineHelper
+    original_post = helper_type.post
+
+    def counting_post(self: Any, command: int, *args: Any, **kwargs: Any) -> None:
+        sent.append(command)
+        original_post(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(helper_type, "post", counting_post)
+    with trainer:
+        for _ in range(config.epochs):
+            expected = [(x.copy(), y) for x, y in plain.batches.epoch()]  # views: copy
+            for (xb, yb), (x_plain, y_plain) in zip(trainer.batches.epoch(), expected,
+                                                    strict=True):
+                np.testing.assert_array_equal(xb, x_plain)
+                np.testing.assert_array_equal(yb, y_plain)
+                trainer.step(xb, yb, config.lr)
+    per_epoch = len(trainer.batches)
+    assert sent.count(parallel.GATHER) == sent.count(parallel.SCALE) == 2 * (per_epoch - 1)
+    assert sent.count(parallel.LOAD) == 2
