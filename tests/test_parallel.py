@@ -299,3 +299,19 @@ def test_prefetched_batches_are_the_plain_batches(
     per_epoch = len(trainer.batches)
     assert sent.count(parallel.GATHER) == sent.count(parallel.SCALE) == 2 * (per_epoch - 1)
     assert sent.count(parallel.LOAD) == 2
+
+
+@pytest.mark.parametrize("use_helper", [False, pytest.param(True, marks=needs_fork)])
+def test_validation_through_the_split_layers_matches_the_plain_forward(use_helper: bool) -> None:
+    from digitnet.inference import evaluate_loss_accuracy
+
+    x, y, scaler = _data()
+    config = _config(dtype="float64")
+    net = MLP(24, config.hidden, 4, dtype="float64", seed=6)
+    trainer = _trainer(SplitTrainer, net, config, use_helper=use_helper)
+    with trainer:
+        trainer.step(*next(trainer.batches.epoch()), config.lr)
+        split_loss, split_acc = trainer.evaluate(x, y, scaler)  # 160 samples, 10 batches
+        plain_loss, plain_acc = evaluate_loss_accuracy(net, x, y, scaler)  # one 4096 batch
+    assert split_loss == pytest.approx(plain_loss, rel=1e-12)
+    assert split_acc == plain_acc

@@ -20,10 +20,11 @@ import numpy as np
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
 from digitnet.fileio import atomic_write_json
+from digitnet.inference import predict_with_loss
 from digitnet.metrics import classification_metrics
 from digitnet.model_io import MODEL_FILE, TrainedModel, save_model
 from digitnet.network import MLP
-from digitnet.training import TrainConfig, TrainResult, fit, predict_with_loss
+from digitnet.training import TrainConfig, TrainResult, fit
 
 METRICS_FILE = "metrics.json"
 

@@ -77,6 +77,7 @@ from numpy.typing import NDArray
 from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.inference import evaluate_loss_accuracy
 from digitnet.layers import Dense
 from digitnet.network import MLP
 from digitnet.optimizers import Optimizer, make_optimizer
@@ -490,6 +491,12 @@ class SplitTrainer:
         self.optimizer.step(lr)
         self.helper.wait()
         return loss, n_correct
+
+    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer], scaler: MinMaxScaler
+                 ) -> tuple[float, float]:
+        """Validation loss and accuracy, batch by batch through the split layers (both cores)."""
+        return evaluate_loss_accuracy(self.network, x, y, scaler, self.batch_size,
+                                      self.batch_buffer)
 
     def _optimizers(self, k: int) -> tuple[Optimizer, Optimizer]:
         """One optimizer for this process's parameters, one for the helper's rows."""

@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import Optimizer, learning_rate, make_optimizer
 from digitnet.parallel import SplitTrainer, worth_splitting
@@ -57,41 +58,6 @@ class TrainResult:
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
-
-
-def predict_with_loss(
-    network: MLP,
-    x: NDArray[np.uint8],
-    y: NDArray[np.integer],
-    scaler: MinMaxScaler,
-    batch_size: int = 4096,
-) -> tuple[NDArray[np.intp], float]:
-    """Predicted classes ``(n,)`` and mean cross-entropy for raw inputs ``x`` with labels ``y``,
-    in one forward pass over large batches."""
-    from digitnet.layers import log_softmax
-
-    total_loss = 0.0
-    predictions = np.empty(len(x), dtype=np.intp)
-    dtype = DTYPES[network.dtype]
-    for start in range(0, len(x), batch_size):
-        xb = scaler.transform(x[start : start + batch_size], dtype)
-        yb = y[start : start + batch_size]
-        log_p = log_softmax(network.forward(xb))
-        total_loss -= float(log_p[np.arange(len(yb)), yb].sum())
-        predictions[start : start + batch_size] = log_p.argmax(axis=1)
-    return predictions, total_loss / max(len(x), 1)
-
-
-def evaluate_loss_accuracy(
-    network: MLP,
-    x: NDArray[np.uint8],
-    y: NDArray[np.integer],
-    scaler: MinMaxScaler,
-    batch_size: int = 4096,
-) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``network`` on raw inputs ``x`` with labels ``y``."""
-    predictions, loss = predict_with_loss(network, x, y, scaler, batch_size)
-    return loss, float(np.mean(predictions == y)) if len(y) else 0.0
 
 
 def make_network_optimizer(
@@ -148,6 +114,11 @@ class PlainTrainer:
         loss, n_correct = self.network.loss_and_gradients(x, y)
         self.optimizer.step(lr)
         return loss, n_correct
+
+    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer], scaler: MinMaxScaler
+                 ) -> tuple[float, float]:
+        """Validation loss and accuracy (:func:`evaluate_loss_accuracy`)."""
+        return evaluate_loss_accuracy(self.network, x, y, scaler)
 
 
 def make_trainer(
@@ -225,9 +196,7 @@ def fit(
                 )
                 if has_val:
                     assert x_val is not None and y_val is not None
-                    record.val_loss, record.val_accuracy = evaluate_loss_accuracy(
-                        network, x_val, y_val, scaler
-                    )
+                    record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val, scaler)
                 result.history.append(record)
                 result.epochs_run = epoch
                 if log is not None:
