@@ -184,7 +184,7 @@ def _helper_work(share_type: type[RowShare] = RowShare) -> HelperWork:
     layer = net.dense[0]
     x, delta, partial = (parallel.shared_array(shape, np.float32)
                          for shape in ((4, 24), (4, 12), (4, 12)))
-    share = share_type(layer, slice(12, 24), x, delta, None, partial)
+    share = share_type(layer, slice(12, 24), [x], delta, None, partial)
     return HelperWork([share], SGD([layer.W[12:]], [layer.grad_W[12:]], lr=0.1))
 
 
@@ -273,8 +273,8 @@ def test_no_helper_from_a_thread_other_than_the_main_one() -> None:
 def test_prefetched_batches_are_the_plain_batches(
     use_helper: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The helper gathers each next batch during the step (all but an epoch's first batch are
-    prefetched), and the batches are exactly those of the plain loader."""
+    """The helper loads each next batch during the step into the other buffer (all but an
+    epoch's first batch are prefetched), and the batches are exactly the plain loader's."""
     config = _config(epochs=2)
     net = MLP(24, config.hidden, 4, seed=0)
     plain = _trainer(PlainTrainer, MLP(24, config.hidden, 4, seed=0), config)
@@ -297,7 +297,7 @@ def test_prefetched_batches_are_the_plain_batches(
                 np.testing.assert_array_equal(yb, y_plain)
                 trainer.step(xb, yb, config.lr)
     per_epoch = len(trainer.batches)
-    assert sent.count(parallel.GATHER) == sent.count(parallel.SCALE) == 2 * (per_epoch - 1)
+    assert sent.count(parallel.PREPARE) == 2 * (per_epoch - 1)
     assert sent.count(parallel.LOAD) == 2
 
 

@@ -93,9 +93,10 @@ IDLE_POLL_SECONDS = 0.0005
 STOP_TIMEOUT_SECONDS = 5.0
 
 # Control block: ctl[SEQ] job number, ctl[CMD] what to do, ctl[LAYER] for which split layer,
-# ctl[ROWS] batch rows, ctl[DONE] the last job finished, ctl[FAILED] 1 after an exception.
-SEQ, CMD, LAYER, ROWS, DONE, FAILED = range(6)
-LOAD, GATHER, SCALE, FORWARD, BACKWARD, UPDATE, STOP = range(1, 8)
+# ctl[ROWS] batch rows, ctl[BUFFER] which input buffer, ctl[DONE] the last job finished,
+# ctl[FAILED] 1 after an exception.
+SEQ, CMD, LAYER, ROWS, BUFFER, DONE, FAILED = range(7)
+LOAD, PREPARE, FORWARD, BACKWARD, UPDATE, STOP = range(1, 7)
 
 
 def layers_to_split(network: MLP, batch_size: int) -> int:
@@ -139,15 +140,21 @@ class RowShare:
     """One process's share of a split layer: the rows ``rows`` of ``W``.
 
     The buffers hold up to a full batch of ``n_max`` rows and are shared by both processes:
-    ``x`` the layer's input ``(n_max, d)``, ``delta`` its ``dL/dz`` ``(n_max, h)``, ``dx``
-    its ``dL/dx`` ``(n_max, d)`` (``None`` for the first layer); ``partial`` ``(n_max, h)``
-    receives this share's product.
+    ``inputs`` the layer's input ``(n_max, d)`` (two for the first layer, whose batches are
+    double-buffered; :meth:`use` picks one as ``x``), ``delta`` its ``dL/dz`` ``(n_max, h)``,
+    ``dx`` its ``dL/dx`` ``(n_max, d)`` (``None`` for the first layer); ``partial``
+    ``(n_max, h)`` receives this share's product.
     """
 
-    def __init__(self, layer: Dense, rows: slice, x: Array, delta: Array, dx: Array | None,
-                 partial: Array) -> None:
+    def __init__(self, layer: Dense, rows: slice, inputs: list[Array], delta: Array,
+                 dx: Array | None, partial: Array) -> None:
         self.W, self.grad_W, self.rows = layer.W, layer.grad_W, rows
-        self.x, self.delta, self.dx, self.partial = x, delta, dx, partial
+        self.inputs, self.delta, self.dx, self.partial = inputs, delta, dx, partial
+        self.x = inputs[0]
+
+    def use(self, buffer: int) -> None:
+        """Read the input from ``inputs[buffer]``."""
+        self.x = self.inputs[buffer]
 
     def forward(self, n: int) -> Array:
         """``partial = x[:, rows] @ W[rows]`` for the first ``n`` samples."""
@@ -162,27 +169,30 @@ class RowShare:
 
 
 class HelperWork:
-    """What the helper does: its half of each batch's samples (through ``batches``), its share
-    of every split layer, and its optimizer."""
+    """What the helper does: its part of loading the batches of ``batches`` (with a loader of
+    its own over the same data and buffers), its share of every split layer, and its
+    optimizer."""
 
     def __init__(self, shares: list[RowShare], optimizer: Optimizer,
                  batches: SplitBatchLoader | None = None) -> None:
         self.shares, self.optimizer, self.batches = shares, optimizer, batches
+        self.loader = None if batches is None else BatchLoader(
+            batches.x, batches.y, batches.scaler, batches.buffers[0], batches.rng)
 
-    def run(self, command: int, layer: int, n: int, lr: float) -> None:
-        batches = self.batches
-        if command == LOAD:
-            assert batches is not None
-            batches.load_part(batches.indices[:n], slice(n // 2, n))
-        elif command == GATHER:
-            assert batches is not None
-            batches.gather(batches.next_indices[:n], batches.staged[:n])
-        elif command == SCALE:
-            assert batches is not None
-            batches.scale(batches.staged, slice(n // 2, n))
+    def run(self, command: int, layer: int, n: int, lr: float, buffer: int) -> None:
+        batches, loader = self.batches, self.loader
+        if command in (LOAD, PREPARE):
+            assert batches is not None and loader is not None
+            loader.out = batches.buffers[buffer]
+            if command == LOAD:  # the second half of the batch `indices`
+                loader.load_part(batches.indices[:n], slice(n // 2, n))
+            else:  # the whole next batch
+                loader.load_part(batches.next_indices[:n], slice(0, n))
         elif command == FORWARD:
+            self.shares[layer].use(buffer)
             self.shares[layer].forward(n)
         elif command == BACKWARD:
+            self.shares[layer].use(buffer)
             self.shares[layer].backward(n)
         elif command == UPDATE:
             self.optimizer.step(lr)
@@ -196,8 +206,9 @@ class InlineHelper:
     def __init__(self, work: HelperWork) -> None:
         self.work = work
 
-    def post(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0) -> None:
-        self.work.run(command, layer, n, lr)
+    def post(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0,
+             buffer: int = 0) -> None:
+        self.work.run(command, layer, n, lr, buffer)
 
     def wait(self) -> None:
         pass
@@ -215,7 +226,7 @@ class HelperProcess:
 
     def __init__(self, work: HelperWork) -> None:
         self.work = work
-        self.ctl = shared_array((6,), np.int64)
+        self.ctl = shared_array((7,), np.int64)
         self.lr = shared_array((1,), np.float64)
         self._errors, child_end = multiprocessing.Pipe(duplex=False)
         context = multiprocessing.get_context("fork")
@@ -227,15 +238,17 @@ class HelperProcess:
         child_end.close()
         self._closed = False
 
-    def post(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0) -> None:
+    def post(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0,
+             buffer: int = 0) -> None:
         """Start a job in the helper (after the previous one has finished); :meth:`wait` for
         it before using its results."""
         self.wait()
-        self._send(command, layer, n, lr)
+        self._send(command, layer, n, lr, buffer)
 
-    def _send(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0) -> None:
+    def _send(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0,
+              buffer: int = 0) -> None:
         ctl = self.ctl
-        ctl[CMD], ctl[LAYER], ctl[ROWS], self.lr[0] = command, layer, n, lr
+        ctl[CMD], ctl[LAYER], ctl[ROWS], ctl[BUFFER], self.lr[0] = command, layer, n, buffer, lr
         ctl[SEQ] += 1
 
     def wait(self) -> None:
@@ -288,7 +301,8 @@ def _serve(
                 ctl[DONE] = seq
                 return
             try:
-                work.run(int(ctl[CMD]), int(ctl[LAYER]), int(ctl[ROWS]), float(lr[0]))
+                work.run(int(ctl[CMD]), int(ctl[LAYER]), int(ctl[ROWS]), float(lr[0]),
+                         int(ctl[BUFFER]))
             except BaseException as error:  # reported to the parent, which raises
                 errors.send(f"{type(error).__name__}: {error}")
                 ctl[FAILED] = 1
@@ -322,15 +336,18 @@ class SplitDense(Dense):
         super().__init__(layer.W, layer.b, layer.grad_W, layer.grad_b, layer.needs_input_grad)
         self.index, self.here, self.there, self.helper = index, here, there, helper
         self.after_forward: Callable[[], None] | None = None
-        self._n = 0
+        self._n = self._buffer = 0
 
     def forward(self, x: Array) -> Array:
         """``z = x[:, :r] @ W[:r] + x[:, r:] @ W[r:] + b``, the two products on two cores."""
-        if not np.may_share_memory(x, self.here.x):
+        buffer = next((i for i, b in enumerate(self.here.inputs) if np.may_share_memory(x, b)),
+                      None)
+        if buffer is None:
             return super().forward(x)
         n = self._n = x.shape[0]
-        self._x = x
-        self.helper.post(FORWARD, self.index, n)
+        self._x, self._buffer = x, buffer
+        self.helper.post(FORWARD, self.index, n, buffer=buffer)
+        self.here.use(buffer)
         z = self.here.forward(n)  # a shared buffer, reused every batch
         self.helper.wait()
         z += self.there.partial[:n]
@@ -344,7 +361,7 @@ class SplitDense(Dense):
         n = self._n
         if not np.may_share_memory(delta, self.here.delta):
             np.copyto(self.here.delta[:n], delta)
-        self.helper.post(BACKWARD, self.index, n)
+        self.helper.post(BACKWARD, self.index, n, buffer=self._buffer)
         self.here.backward(n)
         np.sum(delta, axis=0, out=self.grad_b)
         self.helper.wait()
@@ -352,24 +369,29 @@ class SplitDense(Dense):
 
 
 class SplitBatchLoader(BatchLoader):
-    """Loads the first half of each batch's samples here and the second half in the helper.
+    """Batches for the split layers, in two shared buffers used in turn (``buffers``).
 
     While this process computes the loss and the small layers, the helper would idle: there
-    it gathers the *next* batch's uint8 rows into ``staged`` (:meth:`prefetch`, called by
-    the last split layer), so that loading that batch only scales them. Gathering random
-    rows is the slow part (memory latency, ~0.6 µs a row); the values are the same.
+    it loads the *next* batch, whole, into the buffer the current step does not use
+    (:meth:`prefetch`, called by the last split layer). Batches that were not prefetched (an
+    epoch's first) are loaded half here, half in the helper. The values are the same either
+    way; gathering random rows is the slow part (memory latency, ~0.6 µs a row).
     """
 
     def __init__(self, x: NDArray[np.uint8], y: NDArray[np.integer], scaler: MinMaxScaler,
-                 out: Array, rng: np.random.Generator) -> None:
-        super().__init__(x, y, scaler, out, rng)
-        n, d = out.shape
+                 buffers: list[Array], rng: np.random.Generator) -> None:
+        super().__init__(x, y, scaler, buffers[0], rng)
+        n = len(buffers[0])
+        self.buffers, self.current = buffers, 0
         self.indices = shared_array((n,), np.intp)
         self.next_indices = shared_array((n,), np.intp)
-        self.staged = shared_array((n, d), x.dtype)
         self.helper: InlineHelper | HelperProcess | None = None  # set by SplitTrainer
         self._upcoming: NDArray[np.intp] | None = None
-        self._staged_for: NDArray[np.intp] | None = None
+        self._prepared: NDArray[np.intp] | None = None
+
+    def use(self, buffer: int) -> None:
+        """Load into ``buffers[buffer]`` from now on."""
+        self.current, self.out = buffer, self.buffers[buffer]
 
     def epoch(self) -> Iterator[tuple[Array, NDArray[np.intp]]]:
         order = self.rng.permutation(len(self.x))
@@ -380,24 +402,24 @@ class SplitBatchLoader(BatchLoader):
             yield self.load(idx), self.y[idx]
 
     def prefetch(self) -> None:
-        """Have the helper gather the next batch's rows (no-op at the end of an epoch)."""
+        """Have the helper load the next batch into the other buffer (no-op at an epoch's
+        end); :meth:`load` then only switches buffers."""
         upcoming = self._upcoming
-        if upcoming is None or self._staged_for is upcoming or self.helper is None:
+        if upcoming is None or self._prepared is upcoming or self.helper is None:
             return
         self.next_indices[: len(upcoming)] = upcoming
-        self.helper.post(GATHER, n=len(upcoming))
-        self._staged_for = upcoming
+        self.helper.post(PREPARE, n=len(upcoming), buffer=1 - self.current)
+        self._prepared = upcoming
 
     def load(self, idx: NDArray[np.intp]) -> Array:
         assert self.helper is not None, "the SplitTrainer has not started"
         n = len(idx)
-        if self._staged_for is idx:  # rows gathered by prefetch(): only scale them
-            self._staged_for = None
-            self.helper.post(SCALE, n=n)
-            self.scale(self.staged, slice(0, n // 2))
+        if self._prepared is idx:
+            self._prepared = None
+            self.use(1 - self.current)
         else:
             self.indices[:n] = idx
-            self.helper.post(LOAD, n=n)
+            self.helper.post(LOAD, n=n, buffer=self.current)
             self.load_part(idx, slice(0, n // 2))
         self.helper.wait()
         return self.out[:n]
@@ -426,9 +448,9 @@ class SplitTrainer:
         self.batch_size = n = min(config.batch_size, len(x))
         self.n_split = max(layers_to_split(network, n), 1)
         self.use_helper = helper_can_run() if use_helper is None else use_helper
-        self.batch_buffer: Array = shared_array((n, network.n_inputs),
-                                                network.flat_parameters.dtype)
-        self.batches = SplitBatchLoader(x, y, scaler, self.batch_buffer, rng)
+        dtype = network.flat_parameters.dtype
+        self.batch_buffers = [shared_array((n, network.n_inputs), dtype) for _ in range(2)]
+        self.batches = SplitBatchLoader(x, y, scaler, self.batch_buffers, rng)
         self._stack = contextlib.ExitStack()
 
     def __enter__(self) -> SplitTrainer:
@@ -451,7 +473,7 @@ class SplitTrainer:
         widths = [layer.W.shape[1] for layer in net.dense[:k]]
         deltas = [shared_array((n, h), dtype) for h in widths]
         here_partials = [shared_array((n, h), dtype) for h in widths]
-        inputs = [self.batch_buffer, *here_partials[:-1]]
+        inputs = [self.batch_buffers, *([p] for p in here_partials[:-1])]
         here, there = [], []
         for i, layer in enumerate(net.dense[:k]):
             d = layer.W.shape[0]
@@ -496,7 +518,7 @@ class SplitTrainer:
                  ) -> tuple[float, float]:
         """Validation loss and accuracy, batch by batch through the split layers (both cores)."""
         return evaluate_loss_accuracy(self.network, x, y, scaler, self.batch_size,
-                                      self.batch_buffer)
+                                      self.batches.out)
 
     def _optimizers(self, k: int) -> tuple[Optimizer, Optimizer]:
         """One optimizer for this process's parameters, one for the helper's rows."""
