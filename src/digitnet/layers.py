@@ -179,9 +179,10 @@ class SoftmaxCrossEntropy:
         """Mean cross-entropy of the batch; remembers ``p`` and the targets, and leaves the
         predicted classes ``argmax_k z_k`` in :attr:`predictions`.
 
-        With the row maximum ``m`` and ``s = sum_k exp(z_k - m)``, ``p = exp(z - m) / s`` and
-        ``-log p_y = log s - (z_y - m)``: one ``exp`` over the batch, logarithms only of
-        ``s`` (or of ``p`` for one-hot targets). Overwrites ``logits``.
+        With the row maximum ``m`` (gathered at the argmax, as in :func:`row_max`) and
+        ``s = sum_k exp(z_k - m)``, ``p = exp(z - m) / s`` and ``-log p_y = log s - (z_y - m)``:
+        one ``exp`` over the batch and logarithms of the ``n`` sums only (for target rows
+        ``y_i``: ``sum_k y_ik (log s_i - (z_ik - m_i))``). Overwrites ``logits``.
         """
         n = logits.shape[0]
         rows = np.arange(n)

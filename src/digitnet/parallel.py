@@ -474,15 +474,15 @@ class SplitTrainer:
         deltas = [shared_array((n, h), dtype) for h in widths]
         here_partials = [shared_array((n, h), dtype) for h in widths]
         inputs = [self.batch_buffers, *([p] for p in here_partials[:-1])]
+        cuts = [layer.W.shape[0] // 2 for layer in net.dense[:k]]  # r: the helper's rows
         here, there = [], []
-        for i, layer in enumerate(net.dense[:k]):
-            d = layer.W.shape[0]
+        for i, (layer, r) in enumerate(zip(net.dense[:k], cuts, strict=True)):
             dx = deltas[i - 1] if i > 0 else None
             args = (inputs[i], deltas[i], dx)
-            here.append(RowShare(layer, slice(0, d // 2), *args, here_partials[i]))
-            there.append(RowShare(layer, slice(d // 2, d), *args,
+            here.append(RowShare(layer, slice(0, r), *args, here_partials[i]))
+            there.append(RowShare(layer, slice(r, None), *args,
                                   shared_array((n, widths[i]), dtype)))
-        here_optimizer, there_optimizer = self._optimizers(k)
+        here_optimizer, there_optimizer = self._optimizers(cuts)
         work = HelperWork(there, there_optimizer, self.batches)
         self.helper: InlineHelper | HelperProcess = InlineHelper(work)
         if self.use_helper:
@@ -496,10 +496,10 @@ class SplitTrainer:
                 self._stack.enter_context(threadpool_limits(1))
         self._stack.callback(self.helper.close)
         self.batches.helper = self.helper
-        for i in range(k):
-            split = SplitDense(net.dense[i], i, here[i], there[i], self.helper)
+        splits = [SplitDense(net.dense[i], i, here[i], there[i], self.helper) for i in range(k)]
+        for i, split in enumerate(splits):
             net.layers[net.layers.index(net.dense[i])] = net.dense[i] = split
-        split.after_forward = self.batches.prefetch  # the helper is free until backward
+        splits[-1].after_forward = self.batches.prefetch  # the helper is free until backward
         self.optimizer = here_optimizer
 
     def __exit__(self, *exc: object) -> None:
@@ -520,15 +520,15 @@ class SplitTrainer:
         return evaluate_loss_accuracy(self.network, x, y, scaler, self.batch_size,
                                       self.batches.out)
 
-    def _optimizers(self, k: int) -> tuple[Optimizer, Optimizer]:
-        """One optimizer for this process's parameters, one for the helper's rows."""
+    def _optimizers(self, cuts: list[int]) -> tuple[Optimizer, Optimizer]:
+        """One optimizer for this process's parameters, one for the helper's rows: rows
+        ``cuts[i]:`` of each split layer ``i``."""
         net, c = self.network, self.config
         params, grads = net.flat_parameters, net.flat_gradients
         theirs, here_pairs, there_pairs = [], [], []
         for i, ((w, _), layer) in enumerate(zip(net.flat_slices(), net.dense, strict=True)):
-            d, h = layer.W.shape
-            if i < k:
-                r = d // 2
+            if i < len(cuts):
+                r, h = cuts[i], layer.W.shape[1]
                 theirs.append(slice(w.start + r * h, w.stop))
                 here_pairs.append((layer.W[:r], layer.grad_W[:r]))
                 there_pairs.append((layer.W[r:], layer.grad_W[r:]))
