@@ -311,7 +311,7 @@ def test_validation_through_the_split_layers_matches_the_plain_forward(use_helpe
     trainer = _trainer(SplitTrainer, net, config, use_helper=use_helper)
     with trainer:
         trainer.step(*next(trainer.batches.epoch()), config.lr)
-        split_loss, split_acc = trainer.evaluate(x, y, scaler)  # 160 samples, 10 batches
+        split_loss, split_acc = trainer.evaluate(x, y)  # 160 samples, 10 batches
         plain_loss, plain_acc = evaluate_loss_accuracy(net, x, y, scaler)  # one 4096 batch
     assert split_loss == pytest.approx(plain_loss, rel=1e-12)
     assert split_acc == plain_acc

@@ -514,10 +514,9 @@ class SplitTrainer:
         self.helper.wait()
         return loss, n_correct
 
-    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer], scaler: MinMaxScaler
-                 ) -> tuple[float, float]:
+    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer]) -> tuple[float, float]:
         """Validation loss and accuracy, batch by batch through the split layers (both cores)."""
-        return evaluate_loss_accuracy(self.network, x, y, scaler, self.batch_size,
+        return evaluate_loss_accuracy(self.network, x, y, self.batches.scaler, self.batch_size,
                                       self.batches.out)
 
     def _optimizers(self, cuts: list[int]) -> tuple[Optimizer, Optimizer]:

@@ -115,10 +115,9 @@ class PlainTrainer:
         self.optimizer.step(lr)
         return loss, n_correct
 
-    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer], scaler: MinMaxScaler
-                 ) -> tuple[float, float]:
+    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer]) -> tuple[float, float]:
         """Validation loss and accuracy (:func:`evaluate_loss_accuracy`)."""
-        return evaluate_loss_accuracy(self.network, x, y, scaler)
+        return evaluate_loss_accuracy(self.network, x, y, self.batches.scaler)
 
 
 def make_trainer(
@@ -196,7 +195,7 @@ def fit(
                 )
                 if has_val:
                     assert x_val is not None and y_val is not None
-                    record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val, scaler)
+                    record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
                 result.history.append(record)
                 result.epochs_run = epoch
                 if log is not None:
