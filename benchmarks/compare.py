@@ -38,6 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -89,19 +90,9 @@ def digitnet_epochs(ds: Dataset, epochs: int, helper: bool = True) -> list[float
     net = MLP(ds.n_features, config.hidden, ds.n_classes, seed=0)
     with contextlib.ExitStack() as stack:
         if not helper:
-            stack.enter_context(_patched(parallel, "helper_can_run", lambda: False))
+            stack.enter_context(mock.patch.object(parallel, "helper_can_run", lambda: False))
         result = fit(net, ds.x_train, ds.y_train, MinMaxScaler.fit(ds.x_train), config)
     return [r.seconds for r in result.history]
-
-
-@contextlib.contextmanager
-def _patched(module: Any, name: str, value: Any):  # type: ignore[no-untyped-def]
-    saved = getattr(module, name)
-    setattr(module, name, value)
-    try:
-        yield
-    finally:
-        setattr(module, name, saved)
 
 
 def torch_epochs(ds: Dataset, epochs: int, threads: int) -> list[float]:

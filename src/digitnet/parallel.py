@@ -187,7 +187,7 @@ class HelperWork:
             if command == LOAD:  # the second half of the batch `indices`
                 loader.load_part(batches.indices[:n], slice(n // 2, n))
             else:  # the whole next batch
-                loader.load_part(batches.next_indices[:n], slice(0, n))
+                loader.load_part(batches.indices[:n], slice(0, n))
         elif command == FORWARD:
             self.shares[layer].use(buffer)
             self.shares[layer].forward(n)
@@ -383,8 +383,9 @@ class SplitBatchLoader(BatchLoader):
         super().__init__(x, y, scaler, buffers[0], rng)
         n = len(buffers[0])
         self.buffers, self.current = buffers, 0
+        # The samples the helper's LOAD (second half) or PREPARE (whole next batch) job loads;
+        # both are waited for before the next job, so one buffer serves the two.
         self.indices = shared_array((n,), np.intp)
-        self.next_indices = shared_array((n,), np.intp)
         self.helper: InlineHelper | HelperProcess | None = None  # set by SplitTrainer
         self._upcoming: NDArray[np.intp] | None = None
         self._prepared: NDArray[np.intp] | None = None
@@ -407,7 +408,7 @@ class SplitBatchLoader(BatchLoader):
         upcoming = self._upcoming
         if upcoming is None or self._prepared is upcoming or self.helper is None:
             return
-        self.next_indices[: len(upcoming)] = upcoming
+        self.indices[: len(upcoming)] = upcoming
         self.helper.post(PREPARE, n=len(upcoming), buffer=1 - self.current)
         self._prepared = upcoming
 
