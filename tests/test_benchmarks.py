@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -33,12 +34,60 @@ def test_time_to_accuracy_is_the_first_epoch_at_the_target() -> None:
     assert compare._tta_result("r", curve[:1])["seconds"] is None
 
 
-def test_pytorch_gets_digitnets_default_recipe_exactly() -> None:
+def test_both_frameworks_run_digitnets_default_recipe_exactly() -> None:
     d = TrainConfig()
-    recipes = compare.torch_recipes()
-    assert compare.TorchRecipe(d.epochs, d.batch_size, d.lr, d.hidden,
-                               digitnet_style=True) in recipes
-    assert any(r.batch == 128 for r in recipes)  # the example recipe
+    shared = compare.shared_recipes()
+    default = compare.Recipe(d.epochs, d.batch_size, d.lr, d.hidden, digitnet_style=True)
+    assert default in shared and default.config() == d
+    assert len(set(shared)) == len(shared) and {r.batch for r in shared} >= {128, 512}
+    assert all(r.digitnet_style for r in shared)
+    own = compare.pytorch_own_recipes()
+    assert any(r.batch == 128 for r in own)  # the example recipe
+    with pytest.raises(AssertionError):
+        own[0].config()  # PyTorch's defaults have no digitnet equivalent
+
+
+def _tta(seconds: float | None) -> dict[str, Any]:
+    return {"recipe": "r", "epochs": None if seconds is None else 4, "seconds": seconds,
+            "curve": []}
+
+
+def test_the_ratios_take_digitnets_default_and_the_fastest_pytorch_recipe(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Fake timings by batch size: digitnet fastest at 512, PyTorch at 384; one PyTorch
+    # recipe of its own never reaches the target.
+    digitnet = {128: 2.0, 256: 1.5, 384: 1.3, 512: 1.2}
+    torch = {128: 4.0, 256: 2.5, 384: 1.6, 512: 1.8}
+    monkeypatch.setattr(compare, "digitnet_time_to_accuracy",
+                        lambda ds, config: _tta(digitnet[config.batch_size]))
+    monkeypatch.setattr(compare, "torch_time_to_accuracy", lambda ds, threads, r: _tta(
+        torch[r.batch] if r.digitnet_style else (None if r.epochs == 6 else 9.0)))
+    monkeypatch.setattr(compare, "shared_recipes", lambda: [
+        compare.Recipe(5, b, 1e-3, digitnet_style=True) for b in (128, 384, 512)
+    ] + [compare.Recipe(TrainConfig().epochs, 256, TrainConfig().lr, digitnet_style=True)])
+    result = compare.time_to_accuracy(None, 2, with_torch=True)  # type: ignore[arg-type]
+    assert result["digitnet"]["seconds"] == digitnet[TrainConfig().batch_size]
+    assert result["pytorch"]["seconds"] == 1.6
+    assert result["ratio"] == pytest.approx(digitnet[TrainConfig().batch_size] / 1.6)
+    assert result["fastest_ratio"] == pytest.approx(1.2 / 1.6)
+    rows = {row["batch"]: row for row in result["shared_recipes"]}
+    assert rows[128]["ratio"] == pytest.approx(0.5) and not rows[128]["default"]
+    assert [r["seconds"] for r in result["pytorch_own_recipes"]].count(None) == 1
+    compare.print_time_to_accuracy(result)
+    table = capsys.readouterr().out
+    assert "<- digitnet's default" in table and "not reached" in table
+    assert f"= {digitnet[TrainConfig().batch_size] / 1.6:.2f}" in table
+
+
+def test_without_pytorch_only_digitnets_column_is_filled(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(compare, "digitnet_time_to_accuracy", lambda ds, config: _tta(1.0))
+    result = compare.time_to_accuracy(None, 2, with_torch=False)  # type: ignore[arg-type]
+    assert "ratio" not in result and result["digitnet"]["seconds"] == 1.0
+    compare.print_time_to_accuracy(result)
+    assert "PyTorch's own" not in capsys.readouterr().out
 
 
 def test_memory_probe_sees_a_childs_allocation() -> None:
