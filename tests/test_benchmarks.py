@@ -114,3 +114,17 @@ def test_a_short_benchmark_run_writes_its_table_and_json(
     assert 0 < results["gemm"]["fraction"] < 1
     assert results["machine"]["OPENBLAS_THREAD_TIMEOUT"] is not None
     assert "1. Epoch throughput" in capsys.readouterr().out
+
+
+@pytest.mark.mnist
+def test_the_step_profile_prints_each_part_and_unwraps_the_methods(
+    mnist_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import profile_step
+
+    originals = [getattr(cls, name) for cls, name, _ in profile_step.TIMED]
+    assert profile_step.main(["--data-dir", str(mnist_dir), "--epochs", "1",
+                              "--batch-size", "512"]) == 0
+    out = capsys.readouterr().out
+    assert "batch 512" in out and "adam" in out and "share.forward (product)" in out
+    assert [getattr(cls, name) for cls, name, _ in profile_step.TIMED] == originals

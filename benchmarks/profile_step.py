@@ -1,0 +1,92 @@
+"""Where a training step's time goes in this process: µs per step in each wrapped method.
+
+Run from the repository root::
+
+    python -m benchmarks.profile_step --data-dir ../shared/data/mnist --batch-size 512
+
+It trains digitnet's default network for a few epochs with timers around the methods listed in
+:data:`TIMED` (inclusive times: ``split.forward`` contains ``share.forward`` and ``wait``).
+The helper process's own time is not seen here; ``wait`` is how long this process waited for it.
+The per-step total also holds each ``fit``'s start (the helper's fork, shared buffers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from digitnet import layers, optimizers, parallel
+from digitnet.data import MinMaxScaler, load_dataset, stratified_split
+from digitnet.network import MLP
+from digitnet.training import TrainConfig, fit
+
+TIMED: list[tuple[Any, str, str]] = [
+    (parallel.SplitTrainer, "step", "step"),
+    (MLP, "loss_and_gradients", "forward+backward"),
+    (parallel.SplitDense, "forward", "split.forward"),
+    (parallel.RowShare, "forward", "share.forward (product)"),
+    (parallel.SplitDense, "backward", "split.backward"),
+    (parallel.RowShare, "backward", "share.backward (products)"),
+    (parallel.HelperProcess, "wait", "wait for the helper"),
+    (layers.ActivationLayer, "forward", "activation.forward"),
+    (layers.ActivationLayer, "backward", "activation.backward"),
+    (layers.SoftmaxCrossEntropy, "forward", "loss.forward"),
+    (layers.SoftmaxCrossEntropy, "backward", "loss.backward"),
+    (optimizers.Adam, "_update", "adam"),
+    (parallel.SplitBatchLoader, "load", "batch load"),
+    (parallel.SplitTrainer, "evaluate", "validation"),
+]
+
+
+def _timed(method: Callable[..., Any], label: str,
+           totals: dict[str, float]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            totals[label] += time.perf_counter() - start
+    return wrapper
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("DIGITNET_DATA_DIR"))
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    ds = load_dataset("mnist", args.data_dir, progress=False)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    train, val = stratified_split(ds.y_train, config.validation_fraction, config.seed)
+    x_train, y_train, x_val, y_val = (ds.x_train[train], ds.y_train[train], ds.x_train[val],
+                                      ds.y_train[val])
+    scaler = MinMaxScaler.fit(ds.x_train)
+    totals: dict[str, float] = collections.defaultdict(float)
+    originals = [(cls, name, getattr(cls, name)) for cls, name, _ in TIMED]
+    for cls, name, label in TIMED:
+        setattr(cls, name, _timed(getattr(cls, name), label, totals))
+    try:
+        net = MLP(ds.n_features, config.hidden, ds.n_classes, seed=config.seed)
+        start = time.perf_counter()
+        result = fit(net, x_train, y_train, scaler, config, x_val, y_val)
+        seconds = time.perf_counter() - start
+    finally:
+        for cls, name, method in originals:
+            setattr(cls, name, method)
+    steps = -(-len(train) // config.batch_size) * len(result.history)
+    per_epoch, per_step = seconds / len(result.history), seconds / steps * 1e6
+    print(f"{'-'.join(map(str, net.layer_sizes))}, batch {config.batch_size}: "
+          f"{per_epoch:.3f} s per epoch, {per_step:.0f} µs per step")
+    for _, _, label in TIMED:
+        if label in totals:
+            print(f"  {label:<28}{totals[label] / steps * 1e6:>8.0f} µs per step")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
