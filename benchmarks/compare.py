@@ -301,9 +301,9 @@ def shared_recipes() -> list[Recipe]:
     both frameworks spend their time in BLAS; smaller ones weigh each step's overhead more."""
     d = TrainConfig()
     recipes = [Recipe(d.epochs, d.batch_size, d.lr, d.hidden, digitnet_style=True),
-               Recipe(5, 128, 3e-3, digitnet_style=True),
-               Recipe(5, 384, 6e-3, digitnet_style=True),
-               Recipe(5, 512, 8e-3, digitnet_style=True)]
+               Recipe(5, 128, 3e-3, d.hidden, digitnet_style=True),
+               Recipe(5, 384, 6e-3, d.hidden, digitnet_style=True),
+               Recipe(5, 512, 8e-3, d.hidden, digitnet_style=True)]
     return sorted(dict.fromkeys(recipes), key=lambda r: (r.batch, r.epochs, r.lr))
 
 
@@ -439,7 +439,8 @@ def _ratio_text(ratio: float | None) -> str:
 
 def print_time_to_accuracy(tta: dict[str, Any]) -> None:
     print(f"\n2. Time to {TARGET_ACCURACY:.1%} test accuracy (seconds, epochs; checks not timed)")
-    print("   784-256-128-10, Adam, one-cycle, digitnet's initialization, in both frameworks:")
+    network = "-".join(map(str, ["784", *TrainConfig().hidden, "10"]))
+    print(f"   {network}, Adam, one-cycle, digitnet's initialization, in both frameworks:")
     print(f"   {'batch':>7}{'peak lr':>9}{'epochs':>8}{'digitnet':>16}{'PyTorch':>16}{'ratio':>8}")
     for row in tta["shared_recipes"]:
         mark = "  <- digitnet's default" if row["default"] else ""
