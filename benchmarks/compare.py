@@ -46,8 +46,9 @@ import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
 from digitnet import parallel
-from digitnet.data import MinMaxScaler, load_dataset, stratified_split
+from digitnet.data import MinMaxScaler, load_dataset
 from digitnet.data.datasets import Dataset
+from digitnet.experiment import split_for_training
 from digitnet.network import MLP
 from digitnet.optimizers import learning_rate
 from digitnet.training import EpochRecord, TrainConfig, fit
@@ -190,9 +191,8 @@ def digitnet_time_to_accuracy(ds: Dataset, config: TrainConfig | None = None) ->
     runs it: validation split held out, validation loss computed after every epoch."""
     config = config or TrainConfig()
     scaler = MinMaxScaler.fit(ds.x_train)
-    tr, val = stratified_split(ds.y_train, config.validation_fraction, config.seed)
     # The data is ready before the clock starts, as PyTorch's tensors are.
-    x_tr, y_tr, x_val, y_val = ds.x_train[tr], ds.y_train[tr], ds.x_train[val], ds.y_train[val]
+    x_tr, y_tr, x_val, y_val = split_for_training(ds, config)
     net = MLP(ds.n_features, config.hidden, ds.n_classes, config.activation, config.dtype,
               config.seed)
     x_test = scaler.transform(ds.x_test)
@@ -218,9 +218,9 @@ def torch_time_to_accuracy(ds: Dataset, threads: int, recipe: Recipe) -> dict[st
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    tr, _ = stratified_split(ds.y_train, TrainConfig().validation_fraction, 0)
-    x = torch.from_numpy(ds.x_train[tr].astype(np.float32) / 255.0)
-    y = torch.from_numpy(ds.y_train[tr])
+    x_tr, y_tr, _, _ = split_for_training(ds, TrainConfig())
+    x = torch.from_numpy(x_tr.astype(np.float32) / 255.0)
+    y = torch.from_numpy(y_tr)
     x_test = torch.from_numpy(ds.x_test.astype(np.float32) / 255.0)
     y_test = torch.from_numpy(ds.y_test)
     model = _torch_mlp([ds.n_features, *recipe.hidden, ds.n_classes])

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from digitnet import layers, optimizers, parallel
-from digitnet.data import MinMaxScaler, load_dataset, stratified_split
+from digitnet.data import MinMaxScaler, load_dataset
+from digitnet.experiment import split_for_training
 from digitnet.network import MLP
 from digitnet.training import TrainConfig, fit
 
@@ -62,9 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = load_dataset("mnist", args.data_dir, progress=False)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
-    train, val = stratified_split(ds.y_train, config.validation_fraction, config.seed)
-    x_train, y_train, x_val, y_val = (ds.x_train[train], ds.y_train[train], ds.x_train[val],
-                                      ds.y_train[val])
+    x_train, y_train, x_val, y_val = split_for_training(ds, config)
     scaler = MinMaxScaler.fit(ds.x_train)
     totals: dict[str, float] = collections.defaultdict(float)
     originals = [(cls, name, getattr(cls, name)) for cls, name, _ in TIMED]
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for cls, name, method in originals:
             setattr(cls, name, method)
-    steps = -(-len(train) // config.batch_size) * len(result.history)
+    steps = -(-len(x_train) // config.batch_size) * len(result.history)
     per_epoch, per_step = seconds / len(result.history), seconds / steps * 1e6
     print(f"{'-'.join(map(str, net.layer_sizes))}, batch {config.batch_size}: "
           f"{per_epoch:.3f} s per epoch, {per_step:.0f} µs per step")

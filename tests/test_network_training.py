@@ -8,7 +8,7 @@ import pytest
 from helpers import blob_dataset, blobs
 
 from digitnet.data.preprocessing import MinMaxScaler
-from digitnet.experiment import train_run
+from digitnet.experiment import split_for_training, train_run
 from digitnet.network import MLP
 from digitnet.optimizers import Optimizer, learning_rate
 from digitnet.training import TrainConfig, evaluate_loss_accuracy, fit
@@ -160,6 +160,25 @@ def test_fit_is_bit_for_bit_reproducible() -> None:
     for a, b in zip(first, second, strict=True):
         assert np.array_equal(a, b)
     assert not all(np.array_equal(a, c) for a, c in zip(first, other, strict=True))
+
+
+def test_the_validation_split_is_stratified_seeded_and_optional() -> None:
+    dataset = blob_dataset(n_train_per_class=12, n_test_per_class=4)
+    config = TrainConfig(validation_fraction=0.25, seed=3)
+    x_tr, y_tr, x_val, y_val = split_for_training(dataset, config)
+    assert x_val is not None and y_val is not None
+    assert len(x_tr) + len(x_val) == len(dataset.x_train)
+    per_class = np.bincount(dataset.y_train)
+    assert np.all(np.abs(np.bincount(y_val, minlength=10) - 0.25 * per_class) < 1)
+    def pairs(x: np.ndarray, y: np.ndarray) -> set[tuple[object, ...]]:
+        return {(*row, label) for row, label in zip(x.tolist(), y.tolist(), strict=True)}
+    assert pairs(x_tr, y_tr) | pairs(x_val, y_val) == pairs(dataset.x_train, dataset.y_train)
+    again = split_for_training(dataset, config)
+    assert np.array_equal(again[2], x_val)  # type: ignore[arg-type]
+    other = split_for_training(dataset, TrainConfig(validation_fraction=0.25, seed=4))
+    assert not np.array_equal(other[2], x_val)  # type: ignore[arg-type]
+    whole = split_for_training(dataset, TrainConfig(validation_fraction=0))
+    assert whole[0] is dataset.x_train and whole[2] is None and whole[3] is None
 
 
 def test_train_run_is_bit_for_bit_reproducible() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
@@ -73,6 +74,20 @@ def environment() -> dict[str, Any]:
     }
 
 
+def split_for_training(dataset: Dataset, config: TrainConfig) -> tuple[
+    NDArray[np.uint8], NDArray[np.integer], NDArray[np.uint8] | None, NDArray[np.integer] | None
+]:
+    """``(x_train, y_train, x_val, y_val)``: ``dataset``'s training set with the fraction
+    ``config.validation_fraction`` held out for validation (stratified, seeded with
+    ``config.seed``); ``x_val`` and ``y_val`` are ``None`` when that fraction is 0."""
+    if config.validation_fraction == 0:
+        return dataset.x_train, dataset.y_train, None, None
+    train_idx, val_idx = stratified_split(dataset.y_train, config.validation_fraction,
+                                          config.seed)
+    return (dataset.x_train[train_idx], dataset.y_train[train_idx],
+            dataset.x_train[val_idx], dataset.y_train[val_idx])
+
+
 def train_run(
     dataset: Dataset,
     config: TrainConfig,
@@ -87,15 +102,7 @@ def train_run(
     ``config.seed``); the test set is used only for the final evaluation.
     """
     scaler = MinMaxScaler.fit(dataset.x_train)
-    if config.validation_fraction > 0:
-        train_idx, val_idx = stratified_split(
-            dataset.y_train, config.validation_fraction, config.seed
-        )
-        x_tr, y_tr = dataset.x_train[train_idx], dataset.y_train[train_idx]
-        x_val, y_val = dataset.x_train[val_idx], dataset.y_train[val_idx]
-    else:
-        x_tr, y_tr, x_val, y_val = dataset.x_train, dataset.y_train, None, None
-
+    x_tr, y_tr, x_val, y_val = split_for_training(dataset, config)
     network = MLP(dataset.n_features, config.hidden, dataset.n_classes, config.activation,
                   config.dtype, config.seed)
     if log is not None:
