@@ -74,10 +74,48 @@ def test_the_ratios_take_digitnets_default_and_the_fastest_pytorch_recipe(
     rows = {row["batch"]: row for row in result["shared_recipes"]}
     assert rows[128]["ratio"] == pytest.approx(0.5) and not rows[128]["default"]
     assert [r["seconds"] for r in result["pytorch_own_recipes"]].count(None) == 1
+    result["products_floor"] = compare.products_floor(result, [784, 256, 128, 10], 55_000,
+                                                      gflops=300.0)
     compare.print_time_to_accuracy(result)
     table = capsys.readouterr().out
     assert "<- digitnet's default" in table and "not reached" in table
+    floor = result["products_floor"]["digitnet"]
+    assert f"(4 epochs): {floor['seconds']:.2f} s = {floor['of_fastest_pytorch']:.2f}" in table
     assert f"= {digitnet[TrainConfig().batch_size] / 1.6:.2f}" in table
+
+
+def test_the_median_run_counts_a_miss_as_the_slowest() -> None:
+    runs = [_tta(1.5), _tta(None), _tta(1.2)]
+    median = compare.median_run(runs)
+    assert median["seconds"] == 1.5 and (median["reached"], median["runs"]) == (2, 3)
+    assert median["seconds_by_run"] == [1.5, None, 1.2]
+    assert compare.median_run([_tta(None), _tta(1.0), _tta(None)])["seconds"] is None
+    assert "not reached 1/3" in compare._seconds(compare.median_run([_tta(None), _tta(1.0),
+                                                                     _tta(None)]))
+
+
+def test_each_shared_recipe_runs_once_per_seed_in_both_frameworks(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, list[tuple[int, int]]] = {"digitnet": [], "pytorch": []}
+
+    def digitnet(ds: Any, config: TrainConfig) -> dict[str, Any]:
+        seen["digitnet"].append((config.batch_size, config.seed))
+        return _tta(1.0 + config.seed)
+
+    def pytorch(ds: Any, threads: int, recipe: compare.Recipe) -> dict[str, Any]:
+        if recipe.digitnet_style:
+            seen["pytorch"].append((recipe.batch, recipe.seed))
+        return _tta(2.0 + recipe.seed)
+
+    monkeypatch.setattr(compare, "digitnet_time_to_accuracy", digitnet)
+    monkeypatch.setattr(compare, "torch_time_to_accuracy", pytorch)
+    result = compare.time_to_accuracy(None, 2, with_torch=True,  # type: ignore[arg-type]
+                                      seeds=(0, 1, 2))
+    expected = [(r.batch, seed) for r in compare.shared_recipes() for seed in (0, 1, 2)]
+    assert seen["digitnet"] == expected and seen["pytorch"] == expected
+    assert result["digitnet"]["seconds"] == 2.0  # the median of 1, 2, 3
+    assert result["shared_recipes"][0]["pytorch"]["seconds_by_run"] == [2.0, 3.0, 4.0]
 
 
 def test_without_pytorch_only_digitnets_column_is_filled(
@@ -128,3 +166,25 @@ def test_the_step_profile_prints_each_part_and_unwraps_the_methods(
     out = capsys.readouterr().out
     assert "batch 512" in out and "adam" in out and "share.forward (product)" in out
     assert [getattr(cls, name) for cls, name, _ in profile_step.TIMED] == originals
+
+
+def test_the_products_floor_is_the_flops_of_the_epochs_needed_at_the_sgemm_rate() -> None:
+    tta = {"digitnet": {"epochs": 4, "seconds": 1.4},
+           "fastest_digitnet": {"epochs": 3, "seconds": 1.1},
+           "pytorch": {"epochs": 3, "seconds": 1.5}}
+    layers = [784, 256, 128, 10]
+    floor = compare.products_floor(tta, layers, 55_000, gflops=300.0)
+    per_epoch = compare.mlp_flops_per_epoch(layers, 55_000) / 300e9
+    assert floor["seconds_per_epoch"] == pytest.approx(per_epoch)
+    assert floor["digitnet"]["seconds"] == pytest.approx(4 * per_epoch)
+    assert floor["fastest_digitnet"]["of_fastest_pytorch"] == pytest.approx(3 * per_epoch / 1.5)
+    # Nothing to say of a recipe that never reached the target, or without PyTorch.
+    tta["fastest_digitnet"] = {"epochs": None, "seconds": None}
+    del tta["pytorch"]
+    floor = compare.products_floor(tta, layers, 55_000, gflops=300.0)
+    assert "fastest_digitnet" not in floor and floor["digitnet"]["of_fastest_pytorch"] is None
+
+
+def test_every_shared_recipe_trains_the_default_network() -> None:
+    # products_floor counts the default network's FLOPs for every shared recipe.
+    assert {r.hidden for r in compare.shared_recipes()} == {TrainConfig().hidden}
