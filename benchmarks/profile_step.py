@@ -4,8 +4,9 @@ Run from the repository root::
 
     python -m benchmarks.profile_step --data-dir ../shared/data/mnist --batch-size 512
 
-It trains digitnet's default network for a few epochs with timers around the methods listed in
-:data:`TIMED` (inclusive times: ``split.forward`` contains ``share.forward`` and ``wait``).
+It trains digitnet's default network for a few epochs (the fast engine) with timers around
+the methods listed in :data:`TIMED` (inclusive times: ``split.forward`` contains
+``share.forward`` and ``wait``).
 The helper process's own time is not seen here; ``wait`` is how long this process waited for it.
 The per-step total also holds each ``fit``'s start (the helper's fork, shared buffers).
 """
@@ -19,27 +20,29 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from digitnet import layers, optimizers, parallel
+from digitnet import layers
 from digitnet.data import MinMaxScaler, load_dataset
+from digitnet.engine import make_trainer, split
+from digitnet.engine import optimizers as fast_optimizers
 from digitnet.experiment import split_for_training
 from digitnet.network import MLP
 from digitnet.training import TrainConfig, fit
 
 TIMED: list[tuple[Any, str, str]] = [
-    (parallel.SplitTrainer, "step", "step"),
+    (split.SplitTrainer, "step", "step"),
     (MLP, "loss_and_gradients", "forward+backward"),
-    (parallel.SplitDense, "forward", "split.forward"),
-    (parallel.RowShare, "forward", "share.forward (product)"),
-    (parallel.SplitDense, "backward", "split.backward"),
-    (parallel.RowShare, "backward", "share.backward (products)"),
-    (parallel.HelperProcess, "wait", "wait for the helper"),
+    (split.SplitDense, "forward", "split.forward"),
+    (split.RowShare, "forward", "share.forward (product)"),
+    (split.SplitDense, "backward", "split.backward"),
+    (split.RowShare, "backward", "share.backward (products)"),
+    (split.HelperProcess, "wait", "wait for the helper"),
     (layers.ActivationLayer, "forward", "activation.forward"),
     (layers.ActivationLayer, "backward", "activation.backward"),
     (layers.SoftmaxCrossEntropy, "forward", "loss.forward"),
     (layers.SoftmaxCrossEntropy, "backward", "loss.backward"),
-    (optimizers.Adam, "_update", "adam"),
-    (parallel.SplitBatchLoader, "load", "batch load"),
-    (parallel.SplitTrainer, "evaluate", "validation"),
+    (fast_optimizers.Adam, "_update", "adam"),
+    (split.SplitBatchLoader, "load", "batch load"),
+    (split.SplitTrainer, "evaluate", "validation"),
 ]
 
 
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         net = MLP(ds.n_features, config.hidden, ds.n_classes, seed=config.seed)
         start = time.perf_counter()
-        result = fit(net, x_train, y_train, scaler, config, x_val, y_val)
+        result = fit(net, x_train, y_train, scaler, config, x_val, y_val, engine=make_trainer)
         seconds = time.perf_counter() - start
     finally:
         for cls, name, method in originals:

@@ -174,10 +174,10 @@ def test_mlp_shapes_dtype_and_parameter_count() -> None:
     assert proba.shape == (7, 4)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
     np.testing.assert_array_equal(net.predict(x), proba.argmax(axis=1))
-    pairs = net.weight_pairs()  # weight decay's targets: the W matrices, not the biases
-    assert [w.shape for w, _ in pairs] == [(20, 16), (16, 8), (8, 4)]
-    assert all(w is layer.W and g is layer.grad_W
-               for (w, g), layer in zip(pairs, net.dense, strict=True))
+    # Weight decay's targets: the W matrices, not the biases.
+    decayed = [p.shape for p, d in zip(net.parameters(), net.decayed(), strict=True) if d]
+    assert decayed == [(20, 16), (16, 8), (8, 4)]
+    assert [p is layer.W for p, layer in zip(net.parameters()[::2], net.dense, strict=True)]
     net64 = MLP(20, (16,), 4, dtype="float64")
     assert all(p.dtype == np.float64 for p in net64.parameters())
 

@@ -69,7 +69,8 @@ def test_the_ratios_take_digitnets_default_and_the_fastest_pytorch_recipe(
     result = compare.time_to_accuracy(None, 2, with_torch=True)  # type: ignore[arg-type]
     assert result["digitnet"]["seconds"] == digitnet[TrainConfig().batch_size]
     assert result["pytorch"]["seconds"] == 1.6
-    assert result["ratio"] == pytest.approx(digitnet[TrainConfig().batch_size] / 1.6)
+    default = TrainConfig().batch_size  # the same recipe in both frameworks
+    assert result["default_ratio"] == pytest.approx(digitnet[default] / torch[default])
     assert result["fastest_ratio"] == pytest.approx(1.2 / 1.6)
     rows = {row["batch"]: row for row in result["shared_recipes"]}
     assert rows[128]["ratio"] == pytest.approx(0.5) and not rows[128]["default"]
@@ -81,7 +82,8 @@ def test_the_ratios_take_digitnets_default_and_the_fastest_pytorch_recipe(
     assert "<- digitnet's default" in table and "not reached" in table
     floor = result["products_floor"]["digitnet"]
     assert f"(4 epochs): {floor['seconds']:.2f} s = {floor['of_fastest_pytorch']:.2f}" in table
-    assert f"= {digitnet[TrainConfig().batch_size] / 1.6:.2f}" in table
+    assert f"same recipe in both: {digitnet[default] / torch[default]:.2f}" in table
+    assert f"= {1.2 / 1.6:.2f} (goal 0.75)" in table
 
 
 def test_the_median_run_counts_a_miss_as_the_slowest() -> None:
@@ -123,7 +125,7 @@ def test_without_pytorch_only_digitnets_column_is_filled(
 ) -> None:
     monkeypatch.setattr(compare, "digitnet_time_to_accuracy", lambda ds, config: _tta(1.0))
     result = compare.time_to_accuracy(None, 2, with_torch=False)  # type: ignore[arg-type]
-    assert "ratio" not in result and result["digitnet"]["seconds"] == 1.0
+    assert "default_ratio" not in result and result["digitnet"]["seconds"] == 1.0
     compare.print_time_to_accuracy(result)
     assert "PyTorch's own" not in capsys.readouterr().out
 
@@ -145,7 +147,7 @@ def test_a_short_benchmark_run_writes_its_table_and_json(
 ) -> None:
     out = tmp_path / "bench.json"
     assert compare.main(["--data-dir", str(mnist_dir), "--epochs", "1", "--json", str(out),
-                         "--skip", "pytorch", "sklearn", "tta", "memory"]) == 0
+                         "--skip", "pytorch", "sklearn", "tta", "memory", "busy"]) == 0
     results = json.loads(out.read_text())
     throughput = results["throughput"]
     assert throughput["digitnet"] > 0 and throughput["digitnet_one_process"] > 0
@@ -188,3 +190,62 @@ def test_the_products_floor_is_the_flops_of_the_epochs_needed_at_the_sgemm_rate(
 def test_every_shared_recipe_trains_the_default_network() -> None:
     # products_floor counts the default network's FLOPs for every shared recipe.
     assert {r.hidden for r in compare.shared_recipes()} == {TrainConfig().hidden}
+
+
+# ------------------------------------------------------------------------ busy machine
+def test_cpu_hogs_run_for_the_block_and_are_gone_after() -> None:
+    from benchmarks import busy
+
+    with busy.cpu_hogs(2) as hogs:
+        assert all(h.poll() is None for h in hogs)
+    assert all(h.poll() is not None for h in hogs)
+
+
+def test_two_at_once_compares_the_slower_together_with_both_apart(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from benchmarks import busy
+
+    seconds = iter([2.0, 2.2, 2.5, 2.6])  # two apart, then two together
+    monkeypatch.setattr(busy, "start", lambda kind, data_dir, folder, env=None: (None, ""))
+    monkeypatch.setattr(busy, "finish", lambda kind, proc, out: {"seconds": next(seconds)})
+    result = busy.two_at_once("digitnet", None, "")
+    assert result["one_after_other_seconds"] == pytest.approx(4.2)
+    assert result["ratio"] == pytest.approx(2.6 / 4.2)
+
+
+def test_the_hog_ratio_is_the_engine_over_one_blas_thread(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchmarks import busy
+
+    envs: list[Any] = []
+
+    def train(kind: str, data_dir: Any, folder: str, env: Any = None) -> dict[str, Any]:
+        envs.append(env)
+        return {"seconds": 4.4 if env else 4.0,
+                "engine_info": {"steps": {"process": 20, "inline": 1000}}}
+
+    monkeypatch.setattr(busy, "train", train)
+    hog = busy.train_beside_a_hog(None, "")
+    assert envs == [None, {"OPENBLAS_NUM_THREADS": "1"}]
+    assert hog["ratio"] == pytest.approx(4.0 / 4.4)
+    busy.print_busy({"cores": 2, "train_beside_a_hog": hog, "thread_scaling": [],
+                     "throughput_beside_a_hog": {"digitnet": 0.5, "pytorch": 1.0},
+                     "two_at_once": {"digitnet": {"together": [{"seconds": 1.0}] * 2,
+                                                  "one_after_other_seconds": 2.0,
+                                                  "ratio": 0.5}}})
+    out = capsys.readouterr().out
+    assert "0.91 x (bound 1.15)" in out and "20 / 1000" in out and "0.50 x PyTorch" in out
+
+
+@pytest.mark.mnist
+@pytest.mark.slow
+def test_a_digitnet_train_child_reports_its_training_seconds(
+    mnist_dir: Path, tmp_path: Path
+) -> None:
+    from benchmarks import busy
+
+    result = busy.train("digitnet", str(mnist_dir), str(tmp_path))
+    assert result["seconds"] > 0 and result["test_accuracy"] > 0.97
+    assert result["engine_info"]["trainer"] == "split"

@@ -14,7 +14,7 @@ import pytest
 from helpers import closed_port_url, synthetic_idx, write_idx_folder
 
 from digitnet.cli import main
-from digitnet.optimizers import Optimizer
+from digitnet.engine.optimizers import Optimizer  # digitnet train runs the fast engine
 
 REQUIRED_KEYS = (
     "test_accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_weighted",

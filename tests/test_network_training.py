@@ -3,6 +3,8 @@ determinism and a clean Ctrl-C."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from helpers import blob_dataset, blobs
@@ -204,17 +206,22 @@ def test_train_run_is_bit_for_bit_reproducible() -> None:
 
 
 def interrupt_after(monkeypatch: pytest.MonkeyPatch, n_steps: int) -> None:
-    """Make the optimizer raise KeyboardInterrupt (as Ctrl-C would) at step ``n_steps + 1``."""
-    original = Optimizer.step
+    """Make the optimizer (textbook or fast engine's) raise KeyboardInterrupt (as Ctrl-C
+    would) at step ``n_steps + 1``."""
+    from digitnet.engine.optimizers import Optimizer as FastOptimizer
+
     calls = {"n": 0}
 
-    def step(opt: Optimizer, lr: float | None = None) -> None:
-        calls["n"] += 1
-        if calls["n"] > n_steps:
-            raise KeyboardInterrupt
-        original(opt, lr)
+    def interrupting(original: Any) -> Any:
+        def step(opt: Any, lr: float | None = None) -> None:
+            calls["n"] += 1
+            if calls["n"] > n_steps:
+                raise KeyboardInterrupt
+            original(opt, lr)
+        return step
 
-    monkeypatch.setattr(Optimizer, "step", step)
+    for cls in (Optimizer, FastOptimizer):
+        monkeypatch.setattr(cls, "step", interrupting(cls.step))
 
 
 def test_ctrl_c_keeps_the_best_weights(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,7 @@
-"""Optimizer updates against their textbook formulas, weight decay, and learning-rate schedules."""
+"""Optimizer updates against their textbook formulas, weight decay, and learning-rate schedules.
+
+Every formula test runs for the textbook optimizers (digitnet.optimizers) and for the fast
+engine's regrouped ones (digitnet.engine.optimizers): both must give the same updates."""
 
 from __future__ import annotations
 
@@ -7,7 +10,19 @@ import math
 import numpy as np
 import pytest
 
-from digitnet.optimizers import SGD, Adam, learning_rate, make_optimizer
+from digitnet import optimizers as textbook
+from digitnet.engine import optimizers as fast
+from digitnet.engine.optimizers import Adam
+from digitnet.optimizers import learning_rate
+
+both = pytest.mark.parametrize("opt", [textbook, fast], ids=["textbook", "fast"])
+
+
+def _decay_first(opt, params, grads):  # type: ignore[no-untyped-def]
+    """Keyword arguments that put weight decay on ``params[0]`` only, in ``opt``'s terms."""
+    if opt is textbook:
+        return {"decayed": [True] + [False] * (len(params) - 1)}
+    return {"decay_pairs": [(params[0], grads[0])]}
 
 
 def _problem(seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -29,42 +44,45 @@ def _run(opt_params, opt_grads, optimizer, sequence) -> None:  # type: ignore[no
         optimizer.step()
 
 
-def test_plain_sgd_step() -> None:
+@both
+def test_plain_sgd_step(opt) -> None:
     params, grads = _problem()
     before = [p.copy() for p in params]
-    opt = SGD(params, grads, lr=0.5)
+    optimizer = opt.SGD(params, grads, lr=0.5)
     sequence = _gradient_sequence(3)
-    _run(params, grads, opt, sequence)
+    _run(params, grads, optimizer, sequence)
     for i in range(2):
         expected = before[i] - 0.5 * sum(s[i] for s in sequence)
         np.testing.assert_allclose(params[i], expected, rtol=1e-12)
-    assert opt.t == 3
+    assert optimizer.t == 3
 
 
 @pytest.mark.parametrize("nesterov", [False, True])
-def test_momentum_matches_formula(nesterov: bool) -> None:
+@both
+def test_momentum_matches_formula(opt, nesterov: bool) -> None:
     params, grads = _problem()
     reference = [p.copy() for p in params]
     velocity = [np.zeros_like(p) for p in params]
     lr, mu = 0.1, 0.9
-    opt = SGD(params, grads, lr=lr, momentum=mu, nesterov=nesterov)
+    optimizer = opt.SGD(params, grads, lr=lr, momentum=mu, nesterov=nesterov)
     sequence = _gradient_sequence(5)
     for step_grads in sequence:
         for i, g in enumerate(step_grads):
             velocity[i] = mu * velocity[i] + g
             reference[i] = reference[i] - lr * ((g + mu * velocity[i]) if nesterov else velocity[i])
-    _run(params, grads, opt, sequence)
+    _run(params, grads, optimizer, sequence)
     for p, r in zip(params, reference, strict=True):
         np.testing.assert_allclose(p, r, rtol=1e-12)
 
 
-def test_adam_matches_textbook_update() -> None:
+@both
+def test_adam_matches_textbook_update(opt) -> None:
     params, grads = _problem()
     reference = [p.copy() for p in params]
     m = [np.zeros_like(p) for p in params]
     v = [np.zeros_like(p) for p in params]
     lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
-    opt = Adam(params, grads, lr=lr, beta1=b1, beta2=b2, eps=eps)
+    optimizer = opt.Adam(params, grads, lr=lr, beta1=b1, beta2=b2, eps=eps)
     sequence = _gradient_sequence(6)
     for t, step_grads in enumerate(sequence, start=1):
         for i, g in enumerate(step_grads):
@@ -72,30 +90,32 @@ def test_adam_matches_textbook_update() -> None:
             v[i] = b2 * v[i] + (1 - b2) * g * g
             m_hat, v_hat = m[i] / (1 - b1**t), v[i] / (1 - b2**t)
             reference[i] = reference[i] - lr * m_hat / (np.sqrt(v_hat) + eps)
-    _run(params, grads, opt, sequence)
+    _run(params, grads, optimizer, sequence)
     for p, r in zip(params, reference, strict=True):
         np.testing.assert_allclose(p, r, rtol=1e-10)
 
 
-def test_adam_first_step_moves_every_weight_by_about_lr() -> None:
+@both
+def test_adam_first_step_moves_every_weight_by_about_lr(opt) -> None:
     params, grads = _problem()
     before = [p.copy() for p in params]
-    opt = Adam(params, grads, lr=1e-3)
-    _run(params, grads, opt, _gradient_sequence(1))
+    optimizer = opt.Adam(params, grads, lr=1e-3)
+    _run(params, grads, optimizer, _gradient_sequence(1))
     for p, b in zip(params, before, strict=True):
         np.testing.assert_allclose(np.abs(p - b), 1e-3, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "nesterov", "adam"])
-def test_weight_decay_shrinks_weights_but_not_biases(name: str) -> None:
+@both
+def test_weight_decay_shrinks_weights_but_not_biases(opt, name: str) -> None:
     params, grads = _problem()
     W0, b0 = params[0].copy(), params[1].copy()
-    opt = make_optimizer(name, params, grads, lr=0.1, weight_decay=0.5,
-                         decay_pairs=[(params[0], grads[0])])
+    optimizer = opt.make_optimizer(name, params, grads, lr=0.1, weight_decay=0.5,
+                                   **_decay_first(opt, params, grads))
     for _ in range(5):
         for g in grads:
             g[...] = 0.0  # no data gradient: only the L2 penalty acts
-        opt.step()
+        optimizer.step()
     np.testing.assert_array_equal(params[1], b0)
     assert np.linalg.norm(params[0]) < 0.9 * np.linalg.norm(W0)
     if name != "adam":  # Adam's normalized steps may overshoot 0 for tiny weights
@@ -104,49 +124,54 @@ def test_weight_decay_shrinks_weights_but_not_biases(name: str) -> None:
         assert np.all(np.abs(params[0]) < np.abs(W0))
 
 
-def test_weight_decay_adds_lambda_w_to_the_gradient() -> None:
+@both
+def test_weight_decay_adds_lambda_w_to_the_gradient(opt) -> None:
     params, grads = _problem()
     W0, b0 = params[0].copy(), params[1].copy()
     g = _gradient_sequence(1)[0]
-    opt = SGD(params, grads, lr=0.2, weight_decay=0.3, decay_pairs=[(params[0], grads[0])])
-    _run(params, grads, opt, [g])
+    optimizer = opt.SGD(params, grads, lr=0.2, weight_decay=0.3,
+                        **_decay_first(opt, params, grads))
+    _run(params, grads, optimizer, [g])
     np.testing.assert_allclose(params[0], W0 - 0.2 * (g[0] + 0.3 * W0), rtol=1e-12)
     np.testing.assert_allclose(params[1], b0 - 0.2 * g[1], rtol=1e-12)
 
 
-def test_step_lr_overrides_base_rate() -> None:
+@both
+def test_step_lr_overrides_base_rate(opt) -> None:
     params, grads = _problem()
     before = params[0].copy()
-    opt = SGD(params, grads, lr=1.0)
+    optimizer = opt.SGD(params, grads, lr=1.0)
     grads[0][...] = 1.0
-    opt.step(lr=0.25)
+    optimizer.step(lr=0.25)
     np.testing.assert_allclose(params[0], before - 0.25)
 
 
-def test_make_optimizer_builds_the_named_kind() -> None:
+@both
+def test_make_optimizer_builds_the_named_kind(opt) -> None:
     params, grads = _problem()
-    sgd = make_optimizer("sgd", params, grads, 0.1)
-    assert isinstance(sgd, SGD) and sgd.momentum == 0.0
-    mom = make_optimizer("momentum", params, grads, 0.1, momentum=0.8)
-    assert isinstance(mom, SGD) and mom.momentum == 0.8 and not mom.nesterov
-    nag = make_optimizer("nesterov", params, grads, 0.1)
-    assert isinstance(nag, SGD) and nag.nesterov and nag.momentum == 0.9
-    assert isinstance(make_optimizer("adam", params, grads, 0.1), Adam)
+    sgd = opt.make_optimizer("sgd", params, grads, 0.1)
+    assert isinstance(sgd, opt.SGD) and sgd.momentum == 0.0
+    mom = opt.make_optimizer("momentum", params, grads, 0.1, momentum=0.8)
+    assert isinstance(mom, opt.SGD) and mom.momentum == 0.8 and not mom.nesterov
+    nag = opt.make_optimizer("nesterov", params, grads, 0.1)
+    assert isinstance(nag, opt.SGD) and nag.nesterov and nag.momentum == 0.9
+    assert isinstance(opt.make_optimizer("adam", params, grads, 0.1), opt.Adam)
 
 
 @pytest.mark.parametrize(
     ("build", "match"),
     [
-        (lambda p, g: make_optimizer("rmsprop", p, g, 0.1), "'rmsprop'"),
-        (lambda p, g: SGD(p, g, lr=0.0), "learning rate must be positive"),
-        (lambda p, g: SGD(p, g, lr=0.1, weight_decay=-1.0), "weight decay"),
-        (lambda p, g: SGD(p, g, lr=0.1, momentum=1.0), "momentum"),
+        (lambda opt, p, g: opt.make_optimizer("rmsprop", p, g, 0.1), "'rmsprop'"),
+        (lambda opt, p, g: opt.SGD(p, g, lr=0.0), "learning rate must be positive"),
+        (lambda opt, p, g: opt.SGD(p, g, lr=0.1, weight_decay=-1.0), "weight decay"),
+        (lambda opt, p, g: opt.SGD(p, g, lr=0.1, momentum=1.0), "momentum"),
     ],
 )
-def test_optimizer_rejects_bad_settings(build, match: str) -> None:  # type: ignore[no-untyped-def]
+@both
+def test_optimizer_rejects_bad_settings(opt, build, match: str) -> None:  # type: ignore[no-untyped-def]
     params, grads = _problem()
     with pytest.raises(ValueError, match=match):
-        build(params, grads)
+        build(opt, params, grads)
 
 
 # ------------------------------------------------------------------------- schedules
@@ -227,7 +252,7 @@ def test_state_of_idle_coordinates_never_becomes_subnormal(name: str) -> None:
     # alone, would become a subnormal float32 (slow on CPUs) after a few hundred steps.
     p = np.zeros(4, dtype=np.float32)
     g = np.zeros(4, dtype=np.float32)
-    opt = make_optimizer(name, [p], [g], lr=1e-3)
+    opt = fast.make_optimizer(name, [p], [g], lr=1e-3)
     g[:] = [1e-3, 0, 1e-3, 0]
     opt.step()
     g[:] = [0, 0, 1e-3, 0]

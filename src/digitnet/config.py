@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+# Every choice an option offers, here once: the command line's choices, the estimator's
+# checks and TrainConfig's validation all read these (tests keep them equal to the
+# registries in activations.py and optimizers.py).
+ACTIVATION_NAMES = ("relu", "leaky_relu", "sigmoid", "tanh")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DTYPE_NAMES = ("float32", "float64")
+ENGINES = ("fast", "textbook")
 
 
 @dataclass
@@ -35,20 +44,36 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
+        for message in self.problems():
+            raise ValueError(message)
+
+    def problems(self) -> list[str]:
+        """What is wrong with these settings, one message per problem (empty: all fine)."""
         checks = [
             (len(self.hidden) >= 1, "hidden: at least one hidden layer is needed"),
             (all(h >= 1 for h in self.hidden), "hidden: layer sizes must be positive"),
-            (self.epochs >= 1, "epochs must be at least 1"),
-            (self.batch_size >= 1, "batch_size must be at least 1"),
-            (self.lr > 0, "lr must be positive"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (0 <= self.validation_fraction < 1, "validation_fraction must be in [0, 1)"),
-            (self.patience >= 0, "patience must be >= 0"),
+            (self.activation in ACTIVATION_NAMES,
+             f"activation must be one of {', '.join(ACTIVATION_NAMES)}, got {self.activation!r}"),
+            (_is_int(self.epochs) and self.epochs >= 1, "epochs must be an integer >= 1"),
+            (_is_int(self.batch_size) and self.batch_size >= 1,
+             "batch_size must be an integer >= 1"),
+            (_is_real(self.lr) and 0 < self.lr < math.inf, "lr must be a positive number"),
+            (self.optimizer in OPTIMIZERS,
+             f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (_is_real(self.momentum) and 0 <= self.momentum < 1, "momentum must be in [0, 1)"),
+            (_is_real(self.weight_decay) and 0 <= self.weight_decay < math.inf,
+             "weight_decay must be a number >= 0"),
+            (self.schedule in SCHEDULES,
+             f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (_is_real(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
+             "warmup_epochs must be between 0 and the number of epochs"),
+            (_is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
+             "validation_fraction must be in [0, 1)"),
+            (_is_int(self.patience) and self.patience >= 0, "patience must be an integer >= 0"),
+            (_is_int(self.seed), "seed must be an integer"),
             (self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
+        return [message for ok, message in checks if not ok]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -72,3 +97,11 @@ def recipe(dataset: str, **overrides: Any) -> TrainConfig:
     if unknown:
         raise ValueError(f"unknown training option(s): {', '.join(sorted(unknown))}")
     return TrainConfig(**{**RECIPES.get(dataset, {}), **overrides})
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value

@@ -5,8 +5,9 @@ class labels onto the output units ``0 .. K-1`` (``classes_[k]`` is the label of
 ``k``), and hands the work to the project's own code: :class:`digitnet.network.MLP` is the
 model, :func:`digitnet.training.fit` trains it in :meth:`DigitNetClassifier.fit`, and
 :meth:`DigitNetClassifier.partial_fit` runs one epoch of the same mini-batch step
-(``network.loss_and_gradients`` then ``optimizer.step``) with an optimizer kept between
-calls. Models move to and from the command line's ``model.npz`` files
+(:func:`digitnet.training.train_epoch`, which ``fit`` runs too) with the optimizer's
+state kept between calls. Both use the fast engine (:mod:`digitnet.engine`) unless
+``engine="textbook"``. Models move to and from the command line's ``model.npz`` files
 (:mod:`digitnet.model_io`) through :meth:`DigitNetClassifier.save` and
 :meth:`DigitNetClassifier.load`.
 
@@ -36,14 +37,13 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from digitnet.activations import ACTIVATIONS
-from digitnet.batches import BatchLoader
+from digitnet.config import ACTIVATION_NAMES, DTYPE_NAMES, ENGINES, OPTIMIZERS, SCHEDULES
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
+from digitnet.engine import trainer_factory
 from digitnet.layers import log_softmax
 from digitnet.model_io import TrainedModel, load_model, save_model
 from digitnet.network import DTYPES, MLP
-from digitnet.optimizers import OPTIMIZERS, SCHEDULES, Optimizer
-from digitnet.training import TrainConfig, fit, make_network_optimizer
+from digitnet.training import TrainConfig, fit, train_epoch
 
 IDENTITY = MinMaxScaler(0.0, 1.0)
 """``x' = (x - 0) / (1 - 0) = x``: the scaling of an estimator trained on its inputs as given."""
@@ -112,6 +112,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         fast (the command line's default), float64 matches scikit-learn's precision.
     verbose : bool, default=False
         Print one line per epoch.
+    engine : {"fast", "textbook"}, default="fast"
+        How the training step runs (:mod:`digitnet.engine`, or the plain
+        :class:`digitnet.training.TextbookTrainer`); the same step either way.
 
     Attributes
     ----------
@@ -149,7 +152,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     best_validation_score_: float | None
     n_iter_: int
     _seed: int
-    _optimizer: Optimizer | None
+    _optimizer_state: dict[str, Any] | None
     _batch_rng: np.random.Generator
     _origin: dict[str, Any]
 
@@ -171,6 +174,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         warm_start: bool = False,
         dtype: str = "float64",
         verbose: bool = False,
+        engine: str = "fast",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -188,6 +192,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         self.warm_start = warm_start
         self.dtype = dtype
         self.verbose = verbose
+        self.engine = engine
 
     # ------------------------------------------------------------------ training
     def fit(self, X: Any, y: Any) -> DigitNetClassifier:
@@ -219,7 +224,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             self._start(classes, X.shape[1], seed)
             network = self.network_
         self._seed = seed
-        self._optimizer = None
+        self._optimizer_state = None  # partial_fit after fit starts a fresh optimizer
 
         x_val = y_val = None
         x_tr, y_tr = X, y_enc
@@ -229,7 +234,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                 x_tr, y_tr = X[train_idx], y_enc[train_idx]
                 x_val, y_val = X[val_idx], y_enc[val_idx]
         log = print if self.verbose else None
-        result = fit(network, x_tr, y_tr, self.scaler_, config, x_val, y_val, log=log)
+        result = fit(network, x_tr, y_tr, self.scaler_, config, x_val, y_val, log=log,
+                     engine=trainer_factory(self.engine))
 
         if result.interrupted:
             warnings.warn("training interrupted (Ctrl-C): keeping the best weights so far",
@@ -253,7 +259,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         moment estimates) carries over from call to call; the learning rate is
         ``learning_rate_init`` throughout.
         """
-        self._train_config(seed=0)  # validates the hyperparameters
+        config = self._train_config(seed=0)  # validates the hyperparameters
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:
@@ -273,24 +279,18 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             self._origin.pop("info", None)  # its metrics describe the weights before this call
         y_enc = self._encode(y)
 
-        network = self.network_
-        if getattr(self, "_optimizer", None) is None:
-            self._optimizer = make_network_optimizer(
-                network, self.solver, self.learning_rate_init, self.alpha, self.momentum
-            )
+        if getattr(self, "_optimizer_state", None) is None:
             # The shuffling stream of digitnet.training.fit: k calls on a fresh estimator
             # visit the samples in the order of fit with max_iter=k.
             self._batch_rng = np.random.default_rng(np.random.SeedSequence([self._seed, 1]))
-        optimizer = self._optimizer
-        assert optimizer is not None
-        batch = np.empty((min(self.batch_size, len(X)), X.shape[1]), DTYPES[network.dtype])
-        loader = BatchLoader(X, y_enc, self.scaler_, batch, self._batch_rng)
-        loss_sum = 0.0
-        for xb, yb in loader.epoch():
-            loss, _ = network.loss_and_gradients(xb, yb)
-            optimizer.step(self.learning_rate_init)
-            loss_sum += loss * len(yb)
-        self.loss_curve_.append(loss_sum / len(y_enc))
+        trainer: Any = trainer_factory(self.engine)(
+            self.network_, config, X, y_enc, self.scaler_, self._batch_rng)
+        if getattr(self, "_optimizer_state", None) is not None:
+            trainer.load_state_dict(self._optimizer_state)
+        with trainer:
+            loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init))
+        self._optimizer_state = trainer.state_dict()
+        self.loss_curve_.append(loss)
         self.n_iter_ += 1
         if self.verbose:
             print(f"partial_fit epoch {self.n_iter_}  loss {self.loss_curve_[-1]:.4f}")
@@ -396,7 +396,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         est.best_validation_score_ = None
         config = info.get("config")
         est._seed = int(config.get("seed", 0)) if isinstance(config, dict) else 0
-        est._optimizer = None
+        est._optimizer_state = None
         est._origin = {"image_shape": list(model.image_shape), "dataset": model.dataset,
                        "info": {k: v for k, v in info.items() if k != "estimator"}}
         return est
@@ -415,13 +415,17 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             (isinstance(hidden, Sequence) and len(hidden) >= 1
              and all(_is_positive_int(h) for h in hidden),
              f"hidden_layer_sizes must be one or more positive ints, got {hidden!r}"),
-            (self.activation in ACTIVATIONS,
-             f"activation must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}"),
+            (self.activation in ACTIVATION_NAMES,
+             f"activation must be one of {', '.join(ACTIVATION_NAMES)}, "
+             f"got {self.activation!r}"),
             (self.solver in OPTIMIZERS,
              f"solver must be one of {', '.join(OPTIMIZERS)}, got {self.solver!r}"),
             (self.lr_schedule in SCHEDULES,
              f"lr_schedule must be one of {', '.join(SCHEDULES)}, got {self.lr_schedule!r}"),
-            (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}"),
+            (self.dtype in DTYPE_NAMES,
+             f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"),
+            (self.engine in ENGINES,
+             f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
             (_is_number(self.learning_rate_init) and self.learning_rate_init > 0,
              f"learning_rate_init must be a positive number, got {self.learning_rate_init!r}"),
             (_is_positive_int(self.batch_size),
@@ -468,7 +472,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         self.n_iter_ = 0
         self.validation_scores_ = None
         self.best_validation_score_ = None
-        self._optimizer = None
+        self._optimizer_state = None
         self._origin = {}
 
     def _check_architecture(self) -> None:
@@ -509,7 +513,7 @@ def _seed_from(random_state: Any) -> int:
 
 
 def _copy_network(network: MLP) -> MLP:
-    """An independent copy of ``network`` (its layers re-linked to the copied flat vectors)."""
+    """An independent copy of ``network``."""
     return copy.deepcopy(network)
 
 

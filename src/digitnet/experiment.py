@@ -18,16 +18,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet import engine as engines
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
-from digitnet.fileio import atomic_write_json
 from digitnet.inference import predict_with_loss
 from digitnet.metrics import classification_metrics
-from digitnet.model_io import MODEL_FILE, TrainedModel, save_model
-from digitnet.network import MLP
+from digitnet.model_io import TrainedModel
+from digitnet.network import DTYPES, MLP
+from digitnet.runs import METRICS_FILE, MODEL_FILE, write_run
 from digitnet.training import TrainConfig, TrainResult, fit
 
-METRICS_FILE = "metrics.json"
+__all__ = ["METRICS_FILE", "MODEL_FILE", "RunOutcome", "evaluate_model", "train_run"]
 
 
 @dataclass
@@ -38,11 +39,14 @@ class RunOutcome:
     result: TrainResult
     metrics: dict[str, Any]
     out_dir: Path | None
+    test_proba: NDArray[np.floating]  # the test set's class probabilities (n_test, K)
 
 
-def evaluate_model(model: TrainedModel, dataset: Dataset) -> dict[str, Any]:
+def evaluate_model(model: TrainedModel, dataset: Dataset,
+                   proba: NDArray[np.floating] | None = None) -> dict[str, Any]:
     """Test-set metrics of ``model``: accuracy, precision/recall/F1 (macro, weighted, per class),
-    confusion matrix and mean test loss."""
+    confusion matrix and mean test loss. With ``proba`` ``(n_test, K)``, the class
+    probabilities are left there too (so the report need not predict the test set again)."""
     if dataset.n_features != model.network.n_inputs:
         raise ValueError(
             f"the model expects {model.network.n_inputs} features but data set "
@@ -55,7 +59,7 @@ def evaluate_model(model: TrainedModel, dataset: Dataset) -> dict[str, Any]:
         )
     started = time.perf_counter()
     y_pred, test_loss = predict_with_loss(model.network, dataset.x_test, dataset.y_test,
-                                          model.scaler)
+                                          model.scaler, proba=proba)
     metrics = classification_metrics(dataset.y_test, y_pred, dataset.class_names)
     out = {"test_accuracy": metrics.pop("accuracy"), "test_loss": test_loss, **metrics}
     out["eval_seconds"] = time.perf_counter() - started
@@ -94,13 +98,17 @@ def train_run(
     out_dir: str | os.PathLike[str] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
+    engine: str = "fast",
 ) -> RunOutcome:
     """Train a network on ``dataset`` with ``config``, evaluate it on the test set, and
     (with ``out_dir``) write ``model.npz`` and ``metrics.json`` there.
 
     The validation split is carved out of the training set (stratified, seeded with
-    ``config.seed``); the test set is used only for the final evaluation.
+    ``config.seed``); the test set is used only for the final evaluation. ``engine``:
+    ``"fast"`` (:mod:`digitnet.engine`, the default, as ``digitnet train``) or
+    ``"textbook"`` (:class:`digitnet.training.TextbookTrainer`).
     """
+    factory = engines.trainer_factory(engine)
     scaler = MinMaxScaler.fit(dataset.x_train)
     x_tr, y_tr, x_val, y_val = split_for_training(dataset, config)
     network = MLP(dataset.n_features, config.hidden, dataset.n_classes, config.activation,
@@ -109,10 +117,12 @@ def train_run(
         log(f"{dataset.name}: {len(x_tr)} training, {0 if x_val is None else len(x_val)} "
             f"validation, {len(dataset.x_test)} test samples; network {network.describe()} "
             f"({network.n_parameters:,} parameters)")
-    result = fit(network, x_tr, y_tr, scaler, config, x_val, y_val, progress=progress, log=log)
+    result = fit(network, x_tr, y_tr, scaler, config, x_val, y_val, progress=progress, log=log,
+                 engine=factory)
     model = TrainedModel(network, scaler, dataset.class_names, dataset.image_shape,
                          dataset.name)
-    test = evaluate_model(model, dataset)
+    proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])
+    test = evaluate_model(model, dataset, proba)
     model.info = {
         "test_accuracy": test["test_accuracy"],
         "f1_macro": test["f1_macro"],
@@ -128,6 +138,8 @@ def train_run(
         "interrupted": result.interrupted,
         "history": result.history_dicts(),
         "config": config.to_dict(),
+        "engine": engine,
+        "engine_info": result.trainer_info,
         "seed": config.seed,
         "dataset": {"name": dataset.name, "source": dataset.source,
                     "n_train": len(x_tr), "n_validation": 0 if x_val is None else len(x_val),
@@ -137,9 +149,5 @@ def train_run(
         "n_parameters": network.n_parameters,
         "environment": environment(),
     }
-    out_path = None
-    if out_dir is not None:
-        out_path = Path(out_dir)
-        save_model(model, out_path / MODEL_FILE)
-        atomic_write_json(out_path / METRICS_FILE, metrics)
-    return RunOutcome(model, result, metrics, out_path)
+    out_path = None if out_dir is None else write_run(out_dir, model, metrics)
+    return RunOutcome(model, result, metrics, out_path, proba)

@@ -20,10 +20,12 @@ def predict_with_loss(
     scaler: MinMaxScaler,
     batch_size: int = 4096,
     buffer: NDArray[np.floating] | None = None,
+    proba: NDArray[np.floating] | None = None,
 ) -> tuple[NDArray[np.intp], float]:
     """Predicted classes ``(n,)`` and mean cross-entropy for raw inputs ``x`` with labels ``y``,
     in one forward pass over large batches (scaled into ``buffer``, ``(batch_size, d)``, when
-    given: a trainer's batch buffer sends them through its split layers)."""
+    given: a trainer's batch buffer sends them through its split layers). With ``proba``
+    ``(n, n_classes)``, the class probabilities are left there too."""
     total_loss = 0.0
     predictions = np.empty(len(x), dtype=np.intp)
     dtype = DTYPES[network.dtype]
@@ -35,6 +37,8 @@ def predict_with_loss(
         log_p = log_softmax(network.forward(xb))
         total_loss -= float(log_p[np.arange(len(yb)), yb].sum())
         predictions[start : start + batch_size] = log_p.argmax(axis=1)
+        if proba is not None:
+            np.exp(log_p, out=proba[start : start + batch_size])
     return predictions, total_loss / max(len(x), 1)
 
 

@@ -25,8 +25,8 @@ from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.errors import ModelFileError
 from digitnet.fileio import atomic_path
 from digitnet.network import MLP
+from digitnet.runs import MODEL_FILE
 
-MODEL_FILE = "model.npz"  # its name inside a run folder
 FORMAT = "digitnet-model"
 FORMAT_VERSION = 1
 

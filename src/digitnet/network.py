@@ -76,68 +76,21 @@ class MLP:
         self.dtype = dtype
         self.seed = int(seed)
 
-        # All parameters live in one contiguous vector, and all gradients in another;
-        # each layer's W and b (and dW, db) are views into them. The optimizer can then
-        # update every parameter with a handful of whole-vector operations per step.
+        # Dense, activation, Dense, activation, ..., Dense: each Dense owns its W and b.
+        rng = np.random.default_rng(seed)
         shapes = list(itertools.pairwise(self.layer_sizes))
-        total = sum(fan_in * fan_out + fan_out for fan_in, fan_out in shapes)
-        self.flat_parameters: Array = np.zeros(total, dtype=DTYPES[dtype])
-        self.flat_gradients: Array = np.zeros(total, dtype=DTYPES[dtype])
         self.dense: list[Dense] = []
         self.layers: list[Dense | ActivationLayer] = []
-        self._build_layers()
-        rng = np.random.default_rng(seed)
-        for layer in self.dense:
+        for i, (fan_in, fan_out) in enumerate(shapes):
+            last = i == len(shapes) - 1
             # The output layer feeds softmax: Glorot keeps its logits small at the start.
-            scheme = "glorot" if layer is self.dense[-1] else act.init
-            fan_in, fan_out = layer.W.shape
-            layer.W[...] = init_weights(fan_in, fan_out, scheme, rng, DTYPES[dtype])
-        self.loss = SoftmaxCrossEntropy()
-
-    def _build_layers(self) -> None:
-        """Create the layers, their parameters and gradients as views into the flat vectors."""
-        act = get_activation(self.activation)
-        shapes = list(itertools.pairwise(self.layer_sizes))
-        self.dense, self.layers = [], []
-        for i, ((w, b), shape) in enumerate(zip(self.flat_slices(), shapes, strict=True)):
-            W, dW = (flat[w].reshape(shape) for flat in (self.flat_parameters,
-                                                          self.flat_gradients))
-            layer = Dense(W, self.flat_parameters[b], dW, self.flat_gradients[b],
-                          needs_input_grad=i > 0)
+            W = init_weights(fan_in, fan_out, "glorot" if last else act.init, rng, DTYPES[dtype])
+            layer = Dense(W, np.zeros(fan_out, dtype=DTYPES[dtype]), needs_input_grad=i > 0)
             self.dense.append(layer)
             self.layers.append(layer)
-            if i < len(shapes) - 1:
+            if not last:
                 self.layers.append(ActivationLayer(act))
-
-    def flat_slices(self) -> list[tuple[slice, slice]]:
-        """Where each Dense layer's ``W`` (row by row) and ``b`` sit in the flat vectors."""
-        slices, offset = [], 0
-        for fan_in, fan_out in itertools.pairwise(self.layer_sizes):
-            w = slice(offset, offset + fan_in * fan_out)
-            b = slice(w.stop, w.stop + fan_out)
-            slices.append((w, b))
-            offset = b.stop
-        return slices
-
-    def __getstate__(self) -> dict[str, Any]:
-        """Pickle the architecture and the two flat vectors; the layers are rebuilt on load."""
-        state = self.__dict__.copy()
-        del state["dense"], state["layers"]
-        return state
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore after unpickling or ``copy.deepcopy``, re-linking W, b to the flat vectors."""
-        self.__dict__.update(state)
-        self._build_layers()
-
-    def move_parameters(self, parameters: Array, gradients: Array) -> None:
-        """Keep the flat parameter and gradient vectors in the arrays given (e.g. in memory
-        shared with another process): copy the current values over and re-link every layer.
-        The layers are rebuilt, so references to the old ``dense``/``layers`` go stale."""
-        parameters[...] = self.flat_parameters
-        gradients[...] = self.flat_gradients
-        self.flat_parameters, self.flat_gradients = parameters, gradients
-        self._build_layers()
+        self.loss = SoftmaxCrossEntropy()
 
     # ------------------------------------------------------------------ shape
     @property
@@ -203,9 +156,10 @@ class MLP:
         """``[dL/dW_1, dL/db_1, ...]`` from the last :meth:`loss_and_gradients`."""
         return [g for layer in self.dense for g in (layer.grad_W, layer.grad_b)]
 
-    def weight_pairs(self) -> list[tuple[Array, Array]]:
-        """``[(W_1, dL/dW_1), ...]``: weight matrices and their gradients (for weight decay)."""
-        return [(layer.W, layer.grad_W) for layer in self.dense]
+    def decayed(self) -> list[bool]:
+        """``[True, False, True, False, ...]``: which of :meth:`parameters` are weight
+        matrices (L2 weight decay applies to them, not to the biases)."""
+        return [flag for _ in self.dense for flag in (True, False)]
 
     def get_state(self) -> list[Array]:
         """A copy of every parameter (for keeping the best model during training)."""

@@ -1,13 +1,16 @@
-"""Gradient-descent optimizers and learning-rate schedules.
+"""Gradient-descent optimizers and learning-rate schedules, as the textbook writes them.
 
 Every optimizer updates the parameter arrays *in place* from their gradients
-``g = dL/dθ`` (as left by :meth:`digitnet.network.MLP.loss_and_gradients`).
+``g = dL/dθ`` (as left by :meth:`digitnet.network.MLP.loss_and_gradients`), one array at a
+time, with the formulas in the class docstrings.
 
 L2 weight decay adds ``(λ/2)·||W||²`` to the loss for weight matrices (not biases),
 which adds ``λ·W`` to their gradient before the update.
 
 Whether the descent is *stochastic* (batch size 1), *mini-batch* or *full-batch* is
 decided by how many samples produced ``g``, not by the optimizer.
+
+(:mod:`digitnet.engine.optimizers` has the same updates regrouped for speed.)
 """
 
 from __future__ import annotations
@@ -18,24 +21,27 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-Array = NDArray[np.floating]
+from digitnet.config import OPTIMIZERS, SCHEDULES
 
-# Moments of coordinates whose gradient stays 0 (an MNIST border pixel's weights) shrink
-# geometrically towards *subnormal* floats, which CPUs process up to 100x slower: training
-# would slow down epoch after epoch. Every FLUSH_EVERY steps, moment entries below FLUSH_BELOW
-# are set to exactly 0. They are far too small to move a weight (their step is < 1e-20), and
-# within FLUSH_EVERY steps nothing above FLUSH_BELOW can decay to a subnormal.
-FLUSH_EVERY = 100
-FLUSH_BELOW = 1e-30
+Array = NDArray[np.floating]
 
 
 class Optimizer:
-    """Common bookkeeping: the parameters, their gradients, the step count and weight decay.
+    """What every optimizer has: the parameters, their gradients, the step count ``t``,
+    the learning rate and the weight decay.
 
-    ``params`` and ``grads`` are matching lists of arrays, updated in place. They may be the
-    network's per-layer arrays or its two flat vectors (:attr:`MLP.flat_parameters`), which
-    is faster: the same update as a dozen whole-vector operations per step. Weight decay goes
-    to ``decay_pairs`` (``(W, dW)`` pairs; default: every ``(param, grad)``).
+    Parameters
+    ----------
+    params, grads : sequences of arrays
+        Matching lists (e.g. ``network.parameters()`` and ``network.gradients()``); the
+        parameters are updated in place.
+    lr : float
+        The base learning rate η (:meth:`step` may be given another, by a schedule).
+    weight_decay : float
+        λ of the L2 penalty.
+    decayed : sequence of bool, optional
+        Which parameters the penalty applies to (``network.decayed()``: the weight
+        matrices); by default all of them.
     """
 
     def __init__(
@@ -44,7 +50,7 @@ class Optimizer:
         grads: Sequence[Array],
         lr: float,
         weight_decay: float = 0.0,
-        decay_pairs: Sequence[tuple[Array, Array]] | None = None,
+        decayed: Sequence[bool] | None = None,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"learning rate must be positive, got {lr}")
@@ -54,35 +60,20 @@ class Optimizer:
         self.grads = list(grads)
         self.lr = float(lr)
         self.weight_decay = float(weight_decay)
-        if decay_pairs is None:
-            decay_pairs = list(zip(self.params, self.grads, strict=True))
-        self.decay_pairs = list(decay_pairs)
+        self.decayed = [True] * len(self.params) if decayed is None else list(decayed)
         self.t = 0
 
-    def _add_weight_decay(self) -> None:
-        """``g += λ·W`` for every decayed weight (``decay_pairs``; by default all parameters)."""
-        if self.weight_decay:
-            for p, g in self.decay_pairs:
-                g += self.weight_decay * p
-
     def step(self, lr: float | None = None) -> None:
-        """Apply one update using the current gradients (``lr`` overrides the base rate)."""
+        """One update of every parameter from its gradient (``lr`` overrides the base rate)."""
         self.t += 1
-        self._add_weight_decay()
-        self._update(self.lr if lr is None else lr)
-        if self.t % FLUSH_EVERY == 0:
-            self.flush_tiny_state()
+        eta = self.lr if lr is None else lr
+        for i, (p, g) in enumerate(zip(self.params, self.grads, strict=True)):
+            if self.weight_decay and self.decayed[i]:
+                g += self.weight_decay * p          # gradient of (λ/2)·||W||²
+            self.update(i, p, g, eta)
 
-    def state_arrays(self) -> list[Array]:
-        """The running state that decays between updates (momentum, moments)."""
-        return []
-
-    def flush_tiny_state(self) -> None:
-        """Set state entries smaller than ``FLUSH_BELOW`` to 0 (see :data:`FLUSH_EVERY`)."""
-        for state in self.state_arrays():
-            np.copyto(state, 0, where=np.abs(state) < FLUSH_BELOW)
-
-    def _update(self, lr: float) -> None:  # pragma: no cover - abstract
+    def update(self, i: int, p: Array, g: Array, lr: float) -> None:  # pragma: no cover
+        """Update parameter ``i`` (``p``, in place) from its gradient ``g``."""
         raise NotImplementedError
 
 
@@ -102,31 +93,26 @@ class SGD(Optimizer):
         momentum: float = 0.0,
         nesterov: bool = False,
         weight_decay: float = 0.0,
-        decay_pairs: Sequence[tuple[Array, Array]] | None = None,
+        decayed: Sequence[bool] | None = None,
     ) -> None:
-        super().__init__(params, grads, lr, weight_decay, decay_pairs)
+        super().__init__(params, grads, lr, weight_decay, decayed)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.nesterov = nesterov
-        self.velocity = [np.zeros_like(p) for p in self.params] if momentum else []
+        self.velocity = [np.zeros_like(p) for p in self.params]
 
-    def state_arrays(self) -> list[Array]:
-        return list(self.velocity)
-
-    def _update(self, lr: float) -> None:
+    def update(self, i: int, p: Array, g: Array, lr: float) -> None:
         if not self.momentum:
-            for p, g in zip(self.params, self.grads, strict=True):
-                p -= lr * g
+            p -= lr * g
             return
-        for p, g, v in zip(self.params, self.grads, self.velocity, strict=True):
-            v *= self.momentum
-            v += g
-            if self.nesterov:
-                g += self.momentum * v
-                p -= lr * g
-            else:
-                p -= lr * v
+        v = self.velocity[i]
+        v *= self.momentum
+        v += g                                      # v = μ·v + g
+        if self.nesterov:
+            p -= lr * (g + self.momentum * v)
+        else:
+            p -= lr * v
 
 
 class Adam(Optimizer):
@@ -136,17 +122,8 @@ class Adam(Optimizer):
 
         m ← β1·m + (1-β1)·g            first moment (mean)
         v ← β2·v + (1-β2)·g²           second moment (uncentered variance)
-        θ ← θ - η·m̂ / (sqrt(v̂) + ε)    with m̂ = m/(1-β1^t), v̂ = v/(1-β2^t)
-
-    Implementation (same update, fewer passes over memory): the arrays kept are the
-    rescaled moments ``M = m/(1-β1)`` and ``V = v/(1-β2)``, which obey the cheaper
-    recurrences ``M ← β1·M + g`` and ``V ← β2·V + g²``; all constant factors (bias
-    corrections included) are folded into one step size::
-
-        θ ← θ - η_t·M / (sqrt(V) + ε_t),
-        η_t = η·(1-β1)/(1-β1^t)·sqrt((1-β2^t)/(1-β2)),   ε_t = ε·sqrt((1-β2^t)/(1-β2))
-
-    :attr:`first_moment` and :attr:`second_moment` give ``m`` and ``v`` as in the paper.
+        m̂ = m / (1-β1^t),  v̂ = v / (1-β2^t)     bias corrections (both start at 0)
+        θ ← θ - η·m̂ / (sqrt(v̂) + ε)
     """
 
     def __init__(
@@ -158,51 +135,25 @@ class Adam(Optimizer):
         beta2: float = 0.999,
         eps: float = 1e-8,
         weight_decay: float = 0.0,
-        decay_pairs: Sequence[tuple[Array, Array]] | None = None,
+        decayed: Sequence[bool] | None = None,
     ) -> None:
-        super().__init__(params, grads, lr, weight_decay, decay_pairs)
+        super().__init__(params, grads, lr, weight_decay, decayed)
         if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
             raise ValueError(f"betas must be in [0, 1), got {beta1}, {beta2}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        self._M = [np.zeros_like(p) for p in self.params]
-        self._V = [np.zeros_like(p) for p in self.params]
-        self._scratch = [np.empty_like(p) for p in self.params]
+        self.m = [np.zeros_like(p) for p in self.params]
+        self.v = [np.zeros_like(p) for p in self.params]
 
-    @property
-    def first_moment(self) -> list[Array]:
-        """``m`` of the paper, per parameter array."""
-        return [(1.0 - self.beta1) * M for M in self._M]
-
-    @property
-    def second_moment(self) -> list[Array]:
-        """``v`` of the paper, per parameter array."""
-        return [(1.0 - self.beta2) * V for V in self._V]
-
-    def state_arrays(self) -> list[Array]:
-        return [*self._M, *self._V]
-
-    def _update(self, lr: float) -> None:
+    def update(self, i: int, p: Array, g: Array, lr: float) -> None:
         b1, b2, t = self.beta1, self.beta2, self.t
-        root = math.sqrt((1.0 - b2**t) / (1.0 - b2))
-        step = lr * (1.0 - b1) / (1.0 - b1**t) * root
-        eps = self.eps * root
-        for p, g, M, V, s in zip(
-            self.params, self.grads, self._M, self._V, self._scratch, strict=True
-        ):
-            # In place, through one scratch array s: ten passes, no temporaries.
-            M *= b1
-            M += g                          # M = β1·M + g
-            np.multiply(g, g, out=s)
-            V *= b2
-            V += s                          # V = β2·V + g²
-            np.sqrt(V, out=s)
-            s += eps
-            np.divide(M, s, out=s)
-            s *= step
-            p -= s                          # θ -= η_t·M / (sqrt(V) + ε_t)
-
-
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+        m, v = self.m[i], self.v[i]
+        m *= b1
+        m += (1 - b1) * g                           # m = β1·m + (1-β1)·g
+        v *= b2
+        v += (1 - b2) * g * g                       # v = β2·v + (1-β2)·g²
+        m_hat = m / (1 - b1**t)
+        v_hat = v / (1 - b2**t)
+        p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
 
 
 def make_optimizer(
@@ -212,7 +163,7 @@ def make_optimizer(
     lr: float,
     weight_decay: float = 0.0,
     momentum: float = 0.9,
-    decay_pairs: Sequence[tuple[Array, Array]] | None = None,
+    decayed: Sequence[bool] | None = None,
 ) -> Optimizer:
     """Build an optimizer by name: ``sgd``, ``momentum``, ``nesterov`` or ``adam``."""
     if name in ("sgd", "momentum", "nesterov"):
@@ -220,17 +171,11 @@ def make_optimizer(
             params, grads, lr,
             momentum=0.0 if name == "sgd" else momentum,
             nesterov=name == "nesterov",
-            weight_decay=weight_decay, decay_pairs=decay_pairs,
+            weight_decay=weight_decay, decayed=decayed,
         )
     if name == "adam":
-        return Adam(
-            params, grads, lr,
-            weight_decay=weight_decay, decay_pairs=decay_pairs,
-        )
+        return Adam(params, grads, lr, weight_decay=weight_decay, decayed=decayed)
     raise ValueError(f"unknown optimizer {name!r}; expected one of: {', '.join(OPTIMIZERS)}")
-
-
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
 
 
 def learning_rate(

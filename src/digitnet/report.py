@@ -29,12 +29,11 @@ from numpy.typing import NDArray
 from digitnet import __version__, plots
 from digitnet.data.datasets import Dataset
 from digitnet.errors import DigitnetError
-from digitnet.experiment import METRICS_FILE
 from digitnet.fileio import atomic_write_bytes, atomic_write_text
 from digitnet.metrics import classification_report
-from digitnet.model_io import MODEL_FILE, TrainedModel, load_model
+from digitnet.model_io import TrainedModel, load_model
+from digitnet.runs import METRICS_FILE, MODEL_FILE, REPORT_FILE
 
-REPORT_FILE = "report.html"
 TEMPLATE = "templates/report.html.j2"
 
 GALLERY_SIZE = 25
@@ -174,16 +173,18 @@ def _check_consistent(model: TrainedModel, metrics: Mapping[str, Any], dataset: 
 
 # --------------------------------------------------------------------------- figures
 def draw_figures(
-    model: TrainedModel, metrics: Mapping[str, Any], dataset: Dataset
+    model: TrainedModel, metrics: Mapping[str, Any], dataset: Dataset,
+    test_proba: NDArray[np.floating] | None = None,
 ) -> dict[str, Figure]:
     """Every figure of the report, as ``{filename: matplotlib Figure}`` in :data:`FIGURES` order.
 
-    Predicts the test set once (for the gallery of mistakes); everything else comes from
-    ``metrics`` and the model's weights.
+    The gallery of mistakes needs the test set's class probabilities: ``test_proba`` when
+    given (``train_run`` has them already), else the test set is predicted here. Everything
+    else comes from ``metrics`` and the model's weights.
     """
     value_range = (model.scaler.lo, model.scaler.hi)
     class_names = list(model.class_names)
-    proba = model.predict_proba(dataset.x_test)
+    proba = model.predict_proba(dataset.x_test) if test_proba is None else test_proba
     wrong = most_confident_mistakes(proba, dataset.y_test, GALLERY_SIZE)
     n_errors = int(np.count_nonzero(proba.argmax(axis=1) != dataset.y_test))
     samples = samples_per_class(dataset.y_train, SAMPLES_PER_CLASS, seed=0)
@@ -304,19 +305,20 @@ def write_report(
     model: TrainedModel,
     metrics: Mapping[str, Any],
     dataset: Dataset,
+    test_proba: NDArray[np.floating] | None = None,
 ) -> Path:
     """Draw every figure into ``run_dir`` as PNG and write ``run_dir/report.html``.
 
     ``metrics`` is ``metrics.json``'s content; ``dataset`` must be the data set the model
     was trained and evaluated on (its test images feed the gallery of mistakes, its
     training images the sample figure). Every file is written atomically. Returns the
-    path of ``report.html``.
+    path of ``report.html``. ``test_proba``: see :func:`draw_figures`.
     """
     check_metrics(metrics, "metrics")
     _check_consistent(model, metrics, dataset)
     folder = Path(run_dir)
     pngs: dict[str, bytes] = {}
-    for filename, figure in draw_figures(model, metrics, dataset).items():
+    for filename, figure in draw_figures(model, metrics, dataset, test_proba).items():
         pngs[filename] = plots.save_png(figure)
         atomic_write_bytes(folder / filename, pngs[filename])
     page = folder / REPORT_FILE

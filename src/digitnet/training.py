@@ -1,7 +1,7 @@
 """Mini-batch training with validation, early stopping and a clean Ctrl-C.
 
 One epoch visits every training sample once, in a fresh seeded random order, in batches
-of ``batch_size``. For each batch ``(x, y)``::
+of ``batch_size``. For each batch ``(x, y)`` (:meth:`TextbookTrainer.step`)::
 
     L, dL/dθ = network.loss_and_gradients(x, y)       forward + backward
     θ       ← optimizer.step(lr(t))                   one descent step
@@ -9,8 +9,9 @@ of ``batch_size``. For each batch ``(x, y)``::
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=n`` full-batch gradient
 descent, anything between mini-batch gradient descent.
 
-The batches come from :class:`digitnet.batches.BatchLoader`; networks with a large first
-layer train on two cores (:mod:`digitnet.parallel`), with the same arithmetic either way.
+:func:`fit` runs this textbook step. A faster engine that computes the same step another
+way (:mod:`digitnet.engine`, which ``digitnet train`` uses) is passed in explicitly as
+``fit(..., engine=...)``; nothing here depends on it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -28,8 +29,7 @@ from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
-from digitnet.optimizers import Optimizer, learning_rate, make_optimizer
-from digitnet.parallel import SplitTrainer, worth_splitting
+from digitnet.optimizers import learning_rate, make_optimizer
 
 
 @dataclass
@@ -55,34 +55,42 @@ class TrainResult:
     stopped_early: bool = False
     interrupted: bool = False
     train_seconds: float = 0.0
+    trainer_info: dict[str, Any] = field(default_factory=dict)  # what the trainer did, if it says
 
     def history_dicts(self) -> list[dict[str, Any]]:
         return [asdict(r) for r in self.history]
 
 
-def make_network_optimizer(
-    network: MLP, name: str, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
-) -> Optimizer:
-    """The optimizer ``name`` over all of ``network``'s parameters at once (its flat vector),
-    with weight decay on the weight matrices only."""
-    return make_optimizer(
-        name,
-        [network.flat_parameters],
-        [network.flat_gradients],
-        lr,
-        weight_decay,
-        momentum,
-        decay_pairs=network.weight_pairs(),
-    )
+class Trainer(Protocol):
+    """What :func:`fit` needs of a trainer: the shuffled mini-batches, one training step,
+    the validation, and ``with trainer:`` around the epochs (for set-up and clean-up)."""
+
+    batches: BatchLoader
+
+    def __enter__(self) -> Any: ...
+
+    def __exit__(self, *exc: object) -> Any: ...
+
+    def step(self, x: NDArray[np.floating], y: NDArray[np.integer], lr: float
+             ) -> tuple[float, int]: ...
+
+    def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer]) -> tuple[float, float]: ...
 
 
-class PlainTrainer:
+TrainerFactory = Callable[
+    [MLP, TrainConfig, NDArray[np.uint8], NDArray[np.integer], MinMaxScaler,
+     np.random.Generator],
+    Trainer,
+]
+
+
+class TextbookTrainer:
     """One training step as the textbook has it: forward and backward through
-    ``network.loss_and_gradients``, then one optimizer step over all parameters.
+    ``network.loss_and_gradients``, then one optimizer step over every ``W`` and ``b``.
 
-    ``batches`` yields the shuffled mini-batches of ``(x, y)``. Like
-    :class:`digitnet.parallel.SplitTrainer` (the two-core variant for large layers), it is
-    a context manager around the training loop.
+    ``batches`` (:class:`~digitnet.batches.BatchLoader`) yields the shuffled mini-batches
+    of ``(x, y)`` from the uint8 images ``x`` scaled by ``scaler``, in the order ``rng``
+    draws.
     """
 
     def __init__(
@@ -95,14 +103,15 @@ class PlainTrainer:
         rng: np.random.Generator,
     ) -> None:
         self.network = network
-        self.optimizer = make_network_optimizer(
-            network, config.optimizer, config.lr, config.weight_decay, config.momentum
+        self.optimizer = make_optimizer(
+            config.optimizer, network.parameters(), network.gradients(), config.lr,
+            config.weight_decay, config.momentum, decayed=network.decayed(),
         )
         buffer = np.empty((min(config.batch_size, len(x)), network.n_inputs),
                           dtype=DTYPES[network.dtype])
         self.batches = BatchLoader(x, y, scaler, buffer, rng)
 
-    def __enter__(self) -> PlainTrainer:
+    def __enter__(self) -> TextbookTrainer:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -119,20 +128,43 @@ class PlainTrainer:
         """Validation loss and accuracy (:func:`evaluate_loss_accuracy`)."""
         return evaluate_loss_accuracy(self.network, x, y, self.batches.scaler)
 
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's step count and state arrays (copies), for a later trainer."""
+        opt: Any = self.optimizer
+        arrays = [*getattr(opt, "velocity", []), *getattr(opt, "m", []), *getattr(opt, "v", [])]
+        return {"t": opt.t, "state": [a.copy() for a in arrays]}
 
-def make_trainer(
-    network: MLP,
-    config: TrainConfig,
-    x: NDArray[np.uint8],
-    y: NDArray[np.integer],
-    scaler: MinMaxScaler,
-    rng: np.random.Generator,
-) -> PlainTrainer | SplitTrainer:
-    """The two-core :class:`~digitnet.parallel.SplitTrainer` when the first layer is large
-    enough to gain from it (:func:`~digitnet.parallel.worth_splitting`), else the plain one."""
-    if worth_splitting(network, min(config.batch_size, len(x))):
-        return SplitTrainer(network, config, x, y, scaler, rng)
-    return PlainTrainer(network, config, x, y, scaler, rng)
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`state_dict`'s ``state``."""
+        opt: Any = self.optimizer
+        arrays = [*getattr(opt, "velocity", []), *getattr(opt, "m", []), *getattr(opt, "v", [])]
+        if len(arrays) != len(state["state"]):
+            raise ValueError("optimizer state from a different network or optimizer")
+        for a, saved in zip(arrays, state["state"], strict=True):
+            a[...] = saved
+        opt.t = int(state["t"])
+
+
+def train_epoch(
+    trainer: Trainer,
+    lr_at: Callable[[int], float],
+    first_step: int = 0,
+    on_step: Callable[[int, float, float], None] | None = None,
+) -> tuple[float, float, float]:
+    """One pass over ``trainer.batches``: a training step per mini-batch, the ``t``-th with
+    learning rate ``lr_at(t)`` (``t`` counts from ``first_step``). After each step
+    ``on_step(samples_seen, mean_loss, accuracy)`` is called. Returns the epoch's mean loss,
+    its accuracy (both over the mini-batches as they were trained) and the last rate."""
+    loss_sum, correct, seen, lr = 0.0, 0, 0, lr_at(first_step)
+    for t, (xb, yb) in enumerate(trainer.batches.epoch(), start=first_step):
+        lr = lr_at(t)
+        loss, n_correct = trainer.step(xb, yb, lr)
+        loss_sum += loss * len(yb)
+        correct += n_correct
+        seen += len(yb)
+        if on_step is not None:
+            on_step(seen, loss_sum / seen, correct / seen)
+    return loss_sum / max(seen, 1), correct / max(seen, 1), lr
 
 
 def fit(
@@ -146,6 +178,7 @@ def fit(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    engine: TrainerFactory | None = None,
 ) -> TrainResult:
     """Train ``network`` in place with mini-batch gradient descent.
 
@@ -155,44 +188,41 @@ def fit(
     Ctrl-C (``KeyboardInterrupt``) ends training after the current batch and keeps the
     best weights so far; ``result.interrupted`` says so. ``on_epoch_end(record)`` is called
     after each epoch's validation (the network holds that epoch's weights then).
+
+    ``engine`` builds the trainer, as ``engine(network, config, x_train, y_train, scaler,
+    rng)``; by default the :class:`TextbookTrainer`. ``digitnet.engine.make_trainer`` is
+    the fast one (same step, regrouped; see :mod:`digitnet.engine`).
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
-    trainer = make_trainer(network, config, x_train, y_train, scaler, rng)
+    trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
     steps_per_epoch = len(trainer.batches)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
     has_val = x_val is not None and y_val is not None and len(x_val) > 0
 
+    def lr_at(t: int) -> float:
+        return learning_rate(config.schedule, config.lr, t, total_steps, warmup)
+
     result = TrainResult()
     best_loss, best_state = np.inf, None
     bar = _make_bar(total_steps, progress)
     started = time.perf_counter()
-    step = 0
     try:
         with trainer:
             for epoch in range(1, config.epochs + 1):
                 epoch_start = time.perf_counter()
-                loss_sum, correct, seen = 0.0, 0, 0
-                lr = config.lr
-                for xb, yb in trainer.batches.epoch():
-                    lr = learning_rate(config.schedule, config.lr, step, total_steps, warmup)
-                    loss, n_correct = trainer.step(xb, yb, lr)
-                    step += 1
-                    m = len(yb)
-                    loss_sum += loss * m
-                    correct += n_correct
-                    seen += m
+
+                def show(seen: int, loss: float, acc: float, epoch: int = epoch) -> None:
                     if bar is not None:
                         bar.update(1)
-                        if step % 20 == 0 or seen == len(x_train):
-                            bar.set_postfix(
-                                epoch=epoch, loss=f"{loss_sum / seen:.4f}",
-                                acc=f"{correct / seen:.4f}", refresh=False,
-                            )
-                record = EpochRecord(
-                    epoch, loss_sum / seen, correct / seen, None, None, lr,
-                    time.perf_counter() - epoch_start,
-                )
+                        if bar.n % 20 == 0 or seen == len(x_train):
+                            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", acc=f"{acc:.4f}",
+                                            refresh=False)
+
+                loss, acc, lr = train_epoch(trainer, lr_at, (epoch - 1) * steps_per_epoch,
+                                            show if bar is not None else None)
+                record = EpochRecord(epoch, loss, acc, None, None, lr,
+                                     time.perf_counter() - epoch_start)
                 if has_val:
                     assert x_val is not None and y_val is not None
                     record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
@@ -222,6 +252,9 @@ def fit(
         if bar is not None:
             bar.close()
     result.train_seconds = time.perf_counter() - started
+    info = getattr(trainer, "info", None)
+    if callable(info):
+        result.trainer_info = info()
     # After Ctrl-C the weights have moved on from every validated epoch: restore the best.
     if best_state is not None and (result.best_epoch != result.epochs_run or result.interrupted):
         network.set_state(best_state)

@@ -6,7 +6,16 @@ import argparse
 from typing import Any
 
 from digitnet.cli import common
-from digitnet.config import RECIPES, TrainConfig, recipe
+from digitnet.config import (
+    ACTIVATION_NAMES,
+    DTYPE_NAMES,
+    ENGINES,
+    OPTIMIZERS,
+    RECIPES,
+    SCHEDULES,
+    TrainConfig,
+    recipe,
+)
 
 DEFAULTS: dict[str, Any] = TrainConfig().to_dict()  # numpy-free: --help stays fast
 
@@ -33,9 +42,9 @@ def register(sub: Any) -> None:
     arch = p.add_argument_group("network")
     arch.add_argument("--hidden", type=common.positive_int, nargs="+", metavar="UNITS",
                       help=f"hidden layer sizes, e.g. --hidden 128 64 {_default('hidden')}")
-    arch.add_argument("--activation", choices=["relu", "leaky_relu", "sigmoid", "tanh"],
+    arch.add_argument("--activation", choices=ACTIVATION_NAMES,
                       help=f"hidden-layer activation {_default('activation')}")
-    arch.add_argument("--dtype", choices=["float32", "float64"], help=_default("dtype"))
+    arch.add_argument("--dtype", choices=DTYPE_NAMES, help=_default("dtype"))
     opt = p.add_argument_group("optimization")
     opt.add_argument("--epochs", type=common.positive_int, help=_default("epochs"))
     opt.add_argument("--batch-size", type=common.positive_int,
@@ -43,13 +52,13 @@ def register(sub: Any) -> None:
                      + _default("batch_size"))
     opt.add_argument("--lr", type=common.positive_float,
                      help=f"(peak) learning rate {_default('lr')}")
-    opt.add_argument("--optimizer", choices=["sgd", "momentum", "nesterov", "adam"],
+    opt.add_argument("--optimizer", choices=OPTIMIZERS,
                      help=_default("optimizer"))
     opt.add_argument("--momentum", type=common.fraction,
                      help=f"coefficient for --optimizer momentum/nesterov {_default('momentum')}")
     opt.add_argument("--weight-decay", type=common.non_negative_float,
                      help=f"L2 penalty on the weights {_default('weight_decay')}")
-    opt.add_argument("--schedule", choices=["constant", "step", "cosine", "onecycle"],
+    opt.add_argument("--schedule", choices=SCHEDULES,
                      help=f"learning-rate schedule {_default('schedule')}")
     opt.add_argument("--warmup-epochs", type=common.non_negative_float,
                      help=f"linear warm-up (cosine schedule) {_default('warmup_epochs')}")
@@ -62,6 +71,11 @@ def register(sub: Any) -> None:
                      "(0 = never stop early; the best epoch's weights are kept either way) "
                      + _default("patience"))
     val.add_argument("--seed", type=int, help=_default("seed"))
+    val.add_argument("--engine", choices=ENGINES, default="fast",
+                     help="how the training step runs: 'fast' (digitnet.engine: flat "
+                     "parameter vectors, large layers split over two processes when that pays) "
+                     "or 'textbook' (digitnet.training's plain step, easiest to follow) "
+                     "(default: fast)")
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR",
                      help="run folder for model.npz and metrics.json (default: runs/<time>)")
@@ -72,29 +86,17 @@ def register(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def default_run_dir(dataset: str) -> str:
-    import time
-    from pathlib import Path
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    base = Path("runs") / f"{stamp}-{dataset}"
-    candidate, n = base, 1
-    while candidate.exists():
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return str(candidate)
-
-
 def run(args: argparse.Namespace) -> int:
-    from digitnet.experiment import METRICS_FILE, MODEL_FILE, train_run
+    from digitnet.experiment import train_run
     from digitnet.metrics import classification_report, format_confusion_matrix
+    from digitnet.runs import METRICS_FILE, MODEL_FILE, default_run_dir
 
     given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
     config = recipe(args.dataset, **given)
     dataset = common.load_data(args)
-    out_dir = args.out or default_run_dir(dataset.name)
+    out_dir = args.out or str(default_run_dir(dataset.name))
     outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
-                        log=common.info)
+                        log=common.info, engine=args.engine)
     m = outcome.metrics
     print()
     print(f"Test set ({m['n_samples']} images) — classification report")
@@ -113,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from digitnet.report import write_report
 
         started = time.perf_counter()
-        page = write_report(out_dir, outcome.model, m, dataset)
+        page = write_report(out_dir, outcome.model, m, dataset, outcome.test_proba)
         common.info(f"drew the figures in {time.perf_counter() - started:.1f}s")
         print(f"report: {page}")
     return 0
