@@ -93,6 +93,15 @@ def test_training_imports_no_engine_module() -> None:
     assert out == "[]"
 
 
+def test_the_report_imports_no_training_code() -> None:
+    code = ("import sys, digitnet.report; print(sorted(m for m in sys.modules if m in "
+            "('digitnet.training', 'digitnet.optimizers', 'digitnet.experiment') "
+            "or m.startswith('digitnet.engine')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"
+
+
 def test_fit_runs_the_textbook_step_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     built: list[Any] = []
     original = TextbookTrainer.__init__
