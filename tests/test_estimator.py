@@ -184,14 +184,16 @@ def test_warm_start_refuses_a_different_problem(digits: Any) -> None:
         est.set_params(hidden_layer_sizes=(8,)).fit(X_tr, y_tr)
 
 
-def test_partial_fit_is_fit_one_epoch_at_a_time(digits: Any) -> None:
-    """k partial_fit calls == fit with max_iter=k: same network code, same shuffling,
-    and the optimizer (Adam's moments) carried from call to call."""
+@pytest.mark.parametrize("engine", ["fast", "textbook"])
+@pytest.mark.parametrize("solver", ["adam", "momentum"])
+def test_partial_fit_is_fit_one_epoch_at_a_time(digits: Any, engine: str, solver: str) -> None:
+    """k partial_fit calls == fit with max_iter=k: same epoch function, same shuffling,
+    and the optimizer's state (Adam's moments, the velocity) carried from call to call."""
     X_tr, X_te, y_tr, _ = digits
-    est = small(max_iter=3)
+    est = small(max_iter=3, engine=engine, solver=solver)
     for _ in range(3):
         est.partial_fit(X_tr, y_tr, classes=np.arange(10))
-    full = small(max_iter=3).fit(X_tr, y_tr)
+    full = small(max_iter=3, engine=engine, solver=solver).fit(X_tr, y_tr)
     np.testing.assert_allclose(est.predict_proba(X_te), full.predict_proba(X_te),
                                rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(est.loss_curve_, full.loss_curve_, rtol=1e-9)
@@ -375,3 +377,13 @@ def test_examples_run(script: str, expected: str) -> None:
                          text=True, timeout=300, check=False)
     assert run.returncode == 0, run.stderr
     assert expected in run.stdout
+
+
+def test_the_engines_agree_and_a_bad_engine_is_refused(digits: Any) -> None:
+    X_tr, X_te, y_tr, _ = digits
+    fast = small(max_iter=3).fit(X_tr, y_tr)
+    textbook = small(max_iter=3, engine="textbook").fit(X_tr, y_tr)
+    np.testing.assert_allclose(fast.predict_proba(X_te), textbook.predict_proba(X_te),
+                               rtol=1e-7, atol=1e-10)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        small(engine="gpu").fit(X_tr, y_tr)

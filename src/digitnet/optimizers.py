@@ -76,6 +76,10 @@ class Optimizer:
         """Update parameter ``i`` (``p``, in place) from its gradient ``g``."""
         raise NotImplementedError
 
+    def state_arrays(self) -> list[Array]:
+        """The running state carried from step to step (velocities, moments)."""
+        return []
+
 
 class SGD(Optimizer):
     """(Mini-batch) gradient descent, optionally with (Nesterov) momentum.
@@ -100,7 +104,10 @@ class SGD(Optimizer):
             raise ValueError(f"momentum must be in [0, 1), got {momentum}")
         self.momentum = float(momentum)
         self.nesterov = nesterov
-        self.velocity = [np.zeros_like(p) for p in self.params]
+        self.velocity = [np.zeros_like(p) for p in self.params] if momentum else []
+
+    def state_arrays(self) -> list[Array]:
+        return list(self.velocity)
 
     def update(self, i: int, p: Array, g: Array, lr: float) -> None:
         if not self.momentum:
@@ -143,6 +150,9 @@ class Adam(Optimizer):
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.m = [np.zeros_like(p) for p in self.params]
         self.v = [np.zeros_like(p) for p in self.params]
+
+    def state_arrays(self) -> list[Array]:
+        return [*self.m, *self.v]
 
     def update(self, i: int, p: Array, g: Array, lr: float) -> None:
         b1, b2, t = self.beta1, self.beta2, self.t

@@ -130,19 +130,18 @@ class TextbookTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's step count and state arrays (copies), for a later trainer."""
-        opt: Any = self.optimizer
-        arrays = [*getattr(opt, "velocity", []), *getattr(opt, "m", []), *getattr(opt, "v", [])]
-        return {"t": opt.t, "state": [a.copy() for a in arrays]}
+        return {"t": self.optimizer.t,
+                "state": [a.copy() for a in self.optimizer.state_arrays()]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s ``state``."""
-        opt: Any = self.optimizer
-        arrays = [*getattr(opt, "velocity", []), *getattr(opt, "m", []), *getattr(opt, "v", [])]
-        if len(arrays) != len(state["state"]):
+        arrays = self.optimizer.state_arrays()
+        if len(arrays) != len(state["state"]) or any(
+                a.shape != saved.shape for a, saved in zip(arrays, state["state"], strict=True)):
             raise ValueError("optimizer state from a different network or optimizer")
         for a, saved in zip(arrays, state["state"], strict=True):
             a[...] = saved
-        opt.t = int(state["t"])
+        self.optimizer.t = int(state["t"])
 
 
 def train_epoch(
