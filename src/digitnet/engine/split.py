@@ -341,6 +341,9 @@ class HelperProcess:
                and time.monotonic() < deadline):
             os.sched_yield()
         if self.process.is_alive():
+            # Wake it even if it is not known to sleep (an interrupted sleep()): a byte too
+            # many is never read, one too few would leave it blocked.
+            self.asleep = True
             self.wake()
             self._send(STOP)
         self.process.join(STOP_TIMEOUT_SECONDS)
