@@ -15,3 +15,7 @@ class DownloadError(DigitnetError):
 
 class ModelFileError(DigitnetError):
     """A saved model file cannot be read or does not describe a digitnet model."""
+
+
+class TrainingDivergedError(DigitnetError):
+    """Training diverged (the loss became NaN, infinite or exploded) before any good epoch."""

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
@@ -43,7 +44,7 @@ from digitnet.engine import trainer_factory
 from digitnet.layers import log_softmax
 from digitnet.model_io import TrainedModel, load_model, save_model
 from digitnet.network import DTYPES, MLP
-from digitnet.training import TrainConfig, fit, train_epoch
+from digitnet.training import Diverged, TrainConfig, fit, train_epoch
 
 IDENTITY = MinMaxScaler(0.0, 1.0)
 """``x' = (x - 0) / (1 - 0) = x``: the scaling of an estimator trained on its inputs as given."""
@@ -240,6 +241,11 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         if result.interrupted:
             warnings.warn("training interrupted (Ctrl-C): keeping the best weights so far",
                           UserWarning, stacklevel=2)
+        if result.diverged is not None:
+            kept = (f"keeping epoch {result.best_epoch}'s weights" if result.best_epoch
+                    else "the weights are the initial ones")
+            warnings.warn(f"{result.diverged}; {kept}: lower learning_rate_init",
+                          ConvergenceWarning, stacklevel=2)
         self.network_ = network
         self.loss_curve_ = [*self.loss_curve_, *(r.train_loss for r in result.history)]
         self.n_iter_ += result.epochs_run
@@ -287,8 +293,16 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             self.network_, config, X, y_enc, self.scaler_, self._batch_rng)
         if getattr(self, "_optimizer_state", None) is not None:
             trainer.load_state_dict(self._optimizer_state)
-        with trainer:
-            loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init))
+        before = self.network_.get_state()
+        try:
+            with trainer:
+                loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init))
+        except Diverged as error:  # back to the weights (and optimizer) before this call
+            self.network_.set_state(before)
+            warnings.warn(f"training diverged: {error} (learning rate "
+                          f"{self.learning_rate_init:g}); keeping the weights from before this "
+                          f"call: lower learning_rate_init", ConvergenceWarning, stacklevel=2)
+            return self
         self._optimizer_state = trainer.state_dict()
         self.loss_curve_.append(loss)
         self.n_iter_ += 1

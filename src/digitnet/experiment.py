@@ -21,6 +21,7 @@ from numpy.typing import NDArray
 from digitnet import engine as engines
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
+from digitnet.errors import TrainingDivergedError
 from digitnet.inference import predict_with_loss
 from digitnet.metrics import classification_metrics
 from digitnet.model_io import TrainedModel
@@ -104,7 +105,11 @@ def train_run(
     (with ``out_dir``) write ``model.npz`` and ``metrics.json`` there.
 
     The validation split is carved out of the training set (stratified, seeded with
-    ``config.seed``); the test set is used only for the final evaluation. ``engine``:
+    ``config.seed``); the test set is used only for the final evaluation. When training
+    diverges (see :func:`~digitnet.training.fit`), the best epoch before it is evaluated and
+    saved, ``metrics["diverged"]`` says what happened, and without any good epoch
+    :class:`~digitnet.errors.TrainingDivergedError` is raised and nothing is written.
+    ``engine``:
     ``"fast"`` (:mod:`digitnet.engine`, the default, as ``digitnet train``) or
     ``"textbook"`` (:class:`digitnet.training.TextbookTrainer`).
     """
@@ -119,6 +124,9 @@ def train_run(
             f"({network.n_parameters:,} parameters)")
     result = fit(network, x_tr, y_tr, scaler, config, x_val, y_val, progress=progress, log=log,
                  engine=factory)
+    if result.diverged is not None and result.best_epoch == 0:
+        raise TrainingDivergedError(f"{result.diverged} before any good epoch, so nothing was "
+                                    f"saved; try a lower learning rate")
     model = TrainedModel(network, scaler, dataset.class_names, dataset.image_shape,
                          dataset.name)
     proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])
@@ -136,6 +144,7 @@ def train_run(
         "best_epoch": result.best_epoch,
         "stopped_early": result.stopped_early,
         "interrupted": result.interrupted,
+        "diverged": result.diverged,
         "history": result.history_dicts(),
         "config": config.to_dict(),
         "engine": engine,

@@ -53,5 +53,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
+    """Write ``obj`` as indented JSON to ``path`` atomically. NaN and infinities are refused
+    (``ValueError``): JSON has no such numbers, and a file that holds them is not JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, allow_nan=False) + "\n")

@@ -73,6 +73,8 @@ def save_model(model: TrainedModel, path: str | os.PathLike[str]) -> Path:
     for i, layer in enumerate(model.network.dense, start=1):
         arrays[f"W{i}"] = layer.W
         arrays[f"b{i}"] = layer.b
+    if not all(np.isfinite(a).all() for a in arrays.values()):
+        raise ValueError(f"{path}: not saved: the model has NaN or infinite weights")
     arrays["metadata"] = np.array(json.dumps(model.metadata()))
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, **arrays)  # type: ignore[arg-type]
@@ -115,6 +117,8 @@ def load_model(path: str | os.PathLike[str]) -> TrainedModel:
         state = []
         for i in range(1, len(network.dense) + 1):
             state += [arrays[f"W{i}"], arrays[f"b{i}"]]
+        if not all(np.issubdtype(a.dtype, np.floating) and np.isfinite(a).all() for a in state):
+            raise ValueError("weights that are not finite floating-point numbers")
         network.set_state(state)
         model = TrainedModel(
             network=network,

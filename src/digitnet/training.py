@@ -54,6 +54,7 @@ class TrainResult:
     epochs_run: int = 0
     stopped_early: bool = False
     interrupted: bool = False
+    diverged: str | None = None  # why training stopped on a loss gone wrong (see fit)
     train_seconds: float = 0.0
     trainer_info: dict[str, Any] = field(default_factory=dict)  # what the trainer did, if it says
 
@@ -144,6 +145,25 @@ class TextbookTrainer:
         self.optimizer.t = int(state["t"])
 
 
+# A mean cross-entropy above this many nats gives the true class a probability below e^-100:
+# training that gets there has diverged (a learning rate far too high), and does not return.
+DIVERGED_LOSS = 100.0
+
+
+class Diverged(Exception):
+    """The loss of a training step (or of the validation) is not finite or exploded."""
+
+    def __init__(self, what: str, loss: float) -> None:
+        super().__init__(f"{what} loss became {loss:.4g}")
+        self.loss = loss
+
+
+def check_loss(loss: float, what: str = "the training") -> None:
+    """Raise :class:`Diverged` unless ``loss`` is a number at most :data:`DIVERGED_LOSS`."""
+    if not loss <= DIVERGED_LOSS:  # also true for NaN
+        raise Diverged(what, loss)
+
+
 def train_epoch(
     trainer: Trainer,
     lr_at: Callable[[int], float],
@@ -153,11 +173,13 @@ def train_epoch(
     """One pass over ``trainer.batches``: a training step per mini-batch, the ``t``-th with
     learning rate ``lr_at(t)`` (``t`` counts from ``first_step``). After each step
     ``on_step(samples_seen, mean_loss, accuracy)`` is called. Returns the epoch's mean loss,
-    its accuracy (both over the mini-batches as they were trained) and the last rate."""
+    its accuracy (both over the mini-batches as they were trained) and the last rate.
+    Raises :class:`Diverged` after a step whose loss is not finite or exploded."""
     loss_sum, correct, seen, lr = 0.0, 0, 0, lr_at(first_step)
     for t, (xb, yb) in enumerate(trainer.batches.epoch(), start=first_step):
         lr = lr_at(t)
         loss, n_correct = trainer.step(xb, yb, lr)
+        check_loss(loss)
         loss_sum += loss * len(yb)
         correct += n_correct
         seen += len(yb)
@@ -185,7 +207,11 @@ def fit(
     the epoch with the lowest validation loss are restored at the end, and with
     ``config.patience > 0`` training stops after that many epochs without improvement.
     Ctrl-C (``KeyboardInterrupt``) ends training after the current batch and keeps the
-    best weights so far; ``result.interrupted`` says so. ``on_epoch_end(record)`` is called
+    best weights so far; ``result.interrupted`` says so. A loss that is not finite or
+    explodes (above :data:`DIVERGED_LOSS`, in a step or the validation) stops training at
+    once: the network gets back the weights of the best (or, without validation, the last)
+    complete epoch, or its initial weights, and ``result.diverged`` says what happened
+    (``result.best_epoch`` is 0 when no epoch was good). ``on_epoch_end(record)`` is called
     after each epoch's validation (the network holds that epoch's weights then).
 
     ``engine`` builds the trainer, as ``engine(network, config, x_train, y_train, scaler,
@@ -204,8 +230,10 @@ def fit(
 
     result = TrainResult()
     best_loss, best_state = np.inf, None
+    initial_state = network.get_state()
     bar = _make_bar(total_steps, progress)
     started = time.perf_counter()
+    epoch = 0
     try:
         with trainer:
             for epoch in range(1, config.epochs + 1):
@@ -225,6 +253,7 @@ def fit(
                 if has_val:
                     assert x_val is not None and y_val is not None
                     record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
+                    check_loss(record.val_loss, "the validation")
                 result.history.append(record)
                 result.epochs_run = epoch
                 if log is not None:
@@ -242,11 +271,16 @@ def fit(
                                 f"{config.patience} epochs (best: epoch {result.best_epoch})")
                         break
                 else:
-                    result.best_epoch = epoch
+                    best_state, result.best_epoch = network.get_state(), epoch
     except KeyboardInterrupt:
         result.interrupted = True
         if log is not None:
             log("interrupted: keeping the best model so far")
+    except Diverged as error:
+        result.diverged = (f"training diverged in epoch {epoch}: {error} "
+                           f"(learning rate {config.lr:g})")
+        if log is not None:
+            log(result.diverged)
     finally:
         if bar is not None:
             bar.close()
@@ -254,9 +288,13 @@ def fit(
     info = getattr(trainer, "info", None)
     if callable(info):
         result.trainer_info = info()
-    # After Ctrl-C the weights have moved on from every validated epoch: restore the best.
-    if best_state is not None and (result.best_epoch != result.epochs_run or result.interrupted):
+    # After Ctrl-C or a divergence the weights have moved on from every complete epoch.
+    stopped = result.interrupted or result.diverged is not None
+    if best_state is not None and (result.best_epoch != result.epochs_run or stopped):
         network.set_state(best_state)
+    elif result.diverged is not None:  # no good epoch: back to the start, never to NaN
+        network.set_state(initial_state)
+        result.best_epoch = 0
     return result
 
 

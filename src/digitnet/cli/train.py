@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from digitnet.cli import common
@@ -87,6 +88,7 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from digitnet.errors import TrainingDivergedError
     from digitnet.experiment import train_run
     from digitnet.metrics import classification_report, format_confusion_matrix
     from digitnet.runs import METRICS_FILE, MODEL_FILE, default_run_dir
@@ -95,8 +97,11 @@ def run(args: argparse.Namespace) -> int:
     config = recipe(args.dataset, **given)
     dataset = common.load_data(args)
     out_dir = args.out or str(default_run_dir(dataset.name))
-    outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
-                        log=common.info, engine=args.engine)
+    try:
+        outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
+                            log=common.info, engine=args.engine)
+    except TrainingDivergedError as exc:
+        raise TrainingDivergedError(str(exc).replace("learning rate", "--lr")) from None
     m = outcome.metrics
     print()
     print(f"Test set ({m['n_samples']} images) — classification report")
@@ -118,4 +123,8 @@ def run(args: argparse.Namespace) -> int:
         page = write_report(out_dir, outcome.model, m, dataset, outcome.test_proba)
         common.info(f"drew the figures in {time.perf_counter() - started:.1f}s")
         print(f"report: {page}")
+    if m["diverged"]:  # the best epoch before it was saved; still a failed run
+        print(f"digitnet train: error: {m['diverged']}; saved the model of epoch "
+              f"{m['best_epoch']}, before it; try a lower --lr", file=sys.stderr)
+        return 1
     return 0
