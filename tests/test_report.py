@@ -278,6 +278,34 @@ def test_bad_metrics_file_is_a_one_line_error(
     assert not (tmp_path / REPORT_FILE).exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("confusion_matrix", "x"),
+        ("confusion_matrix", [[1, 2], [3, 4]]),
+        ("per_class", 5),
+        ("test_accuracy", "NaN"),
+        ("test_accuracy", 1.5),
+        ("class_names", ["only one"]),
+        ("history", [{"epoch": "a"}]),
+        ("train_seconds", "z"),
+        ("n_samples", -3),
+        ("config", [1]),
+    ],
+)
+def test_a_tampered_metrics_field_is_a_one_line_error(
+    digits_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str], field: str,
+    value: object,
+) -> None:
+    shutil.copy(digits_run.folder / MODEL_FILE, tmp_path / MODEL_FILE)
+    metrics = json.loads((digits_run.folder / METRICS_FILE).read_text())
+    metrics[field] = float("nan") if value == "NaN" else value
+    (tmp_path / METRICS_FILE).write_text(json.dumps(metrics))  # NaN as JSON's NaN token
+    assert main(["report", str(tmp_path), "--dataset", "digits"]) == 2
+    _one_line_error(capsys, str(tmp_path / METRICS_FILE), field)
+    assert not (tmp_path / REPORT_FILE).exists()
+
+
 def test_missing_model_is_a_one_line_error(
     digits_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from digitnet.cli import common
@@ -80,6 +81,8 @@ def register(sub: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR",
                      help="run folder for model.npz and metrics.json (default: runs/<time>)")
+    out.add_argument("--force", action="store_true",
+                     help="replace the run already in --out (refused otherwise)")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     out.add_argument("--no-plots", action="store_true",
                      help="skip the figures and report.html (draw them later with "
@@ -88,15 +91,22 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from digitnet.errors import TrainingDivergedError
-    from digitnet.experiment import train_run
-    from digitnet.metrics import classification_report, format_confusion_matrix
-    from digitnet.runs import METRICS_FILE, MODEL_FILE, default_run_dir
+    from digitnet.runs import claim_run_dir, default_run_dir
 
     given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
     config = recipe(args.dataset, **given)
+    out_dir = args.out or str(default_run_dir(args.dataset))
+    with claim_run_dir(out_dir, force=args.force):  # checked before any work, held throughout
+        return _train(args, config, out_dir)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str) -> int:
+    from digitnet.errors import TrainingDivergedError
+    from digitnet.experiment import train_run
+    from digitnet.metrics import classification_report, format_confusion_matrix
+    from digitnet.runs import METRICS_FILE, MODEL_FILE
+
     dataset = common.load_data(args)
-    out_dir = args.out or str(default_run_dir(dataset.name))
     try:
         outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
                             log=common.info, engine=args.engine)
@@ -123,6 +133,12 @@ def run(args: argparse.Namespace) -> int:
         page = write_report(out_dir, outcome.model, m, dataset, outcome.test_proba)
         common.info(f"drew the figures in {time.perf_counter() - started:.1f}s")
         print(f"report: {page}")
+    elif args.force:  # a replaced run's figures would no longer match its model
+        from digitnet.report import FIGURE_FILES
+        from digitnet.runs import REPORT_FILE
+
+        for name in (*FIGURE_FILES, REPORT_FILE):
+            Path(out_dir, name).unlink(missing_ok=True)
     if m["diverged"]:  # the best epoch before it was saved; still a failed run
         print(f"digitnet train: error: {m['diverged']}; saved the model of epoch "
               f"{m['best_epoch']}, before it; try a lower --lr", file=sys.stderr)

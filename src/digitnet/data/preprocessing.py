@@ -74,7 +74,8 @@ def stratified_split(
 ) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
     """Indices ``(train, validation)``: ``fraction`` of each class goes to validation.
 
-    Seeded, so the same seed always carves out the same validation images.
+    Seeded, so the same seed always carves out the same validation images. A fraction
+    that would leave no training sample is refused (``ValueError``).
     """
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"validation fraction must be in (0, 1), got {fraction}")
@@ -89,4 +90,8 @@ def stratified_split(
     val = np.sort(np.concatenate(val_parts))
     mask = np.ones(len(labels), dtype=bool)
     mask[val] = False
-    return np.flatnonzero(mask), val
+    train = np.flatnonzero(mask)
+    if len(train) == 0:
+        raise ValueError(f"validation fraction {fraction:g} leaves no training samples (of "
+                         f"{len(labels)}): hold out less")
+    return train, val
