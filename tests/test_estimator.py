@@ -387,3 +387,25 @@ def test_the_engines_agree_and_a_bad_engine_is_refused(digits: Any) -> None:
                                rtol=1e-7, atol=1e-10)
     with pytest.raises(ValueError, match="engine must be one of"):
         small(engine="gpu").fit(X_tr, y_tr)
+
+
+def test_feature_names_survive_save_and_load(tmp_path: Any) -> None:
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.random((60, 4)), columns=["w", "x", "y", "z"])
+    y = np.arange(60) % 3
+    est = small(hidden_layer_sizes=(8,), max_iter=2).fit(X, y)
+    loaded = DigitNetClassifier.load(est.save(tmp_path / "model.npz"))
+    assert loaded.feature_names_in_.tolist() == ["w", "x", "y", "z"]
+    np.testing.assert_array_equal(loaded.predict(X), est.predict(X))
+    with pytest.raises(ValueError, match="feature names"):  # scikit-learn's own check
+        loaded.predict(X.rename(columns={"w": "v"}))
+
+
+@pytest.mark.parametrize("sizes", [np.array([8, 4]), [8, 4], range(8, 10), np.int64(6)])
+def test_hidden_layer_sizes_take_array_likes_as_scikit_learn_does(sizes: Any) -> None:
+    X, y = np.random.default_rng(0).random((40, 5)), np.arange(40) % 2
+    est = small(hidden_layer_sizes=sizes, max_iter=1).fit(X, y)
+    expected = [int(sizes)] if np.ndim(sizes) == 0 else [int(s) for s in sizes]
+    assert list(est.network_.hidden) == expected

@@ -20,6 +20,7 @@ identity ``lo = 0, hi = 1``.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -360,6 +361,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             "classes": self.classes_.tolist(),
             "loss_curve": [float(v) for v in self.loss_curve_],
         }
+        if hasattr(self, "feature_names_in_"):
+            info["estimator"]["feature_names"] = [str(n) for n in self.feature_names_in_]
         return TrainedModel(
             network=_copy_network(self.network_),
             scaler=self.scaler_,
@@ -401,6 +404,10 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         est.classes_ = classes
         est.class_names_ = tuple(model.class_names)
         est.n_features_in_ = network.n_inputs
+        names = saved.get("feature_names") if saved is not None else None
+        if (isinstance(names, list) and len(names) == network.n_inputs
+                and all(isinstance(n, str) for n in names)):
+            est.feature_names_in_ = np.asarray(names, dtype=object)
         est.network_ = _copy_network(network)
         est.scaler_ = model.scaler
         curve = saved.get("loss_curve", []) if saved is not None else []
@@ -425,6 +432,10 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         """The hyperparameters as a :class:`TrainConfig`, validated (``ValueError`` if bad)."""
         sizes = self.hidden_layer_sizes
         hidden: Any = (sizes,) if isinstance(sizes, numbers.Integral) else sizes
+        if not isinstance(hidden, (str, bytes)):
+            # Any array-like of ints, as scikit-learn's MLP takes (a list, an array...).
+            with contextlib.suppress(TypeError, ValueError):
+                hidden = tuple(np.asarray(hidden).reshape(-1).tolist())
         checks = [
             (isinstance(hidden, Sequence) and len(hidden) >= 1
              and all(_is_positive_int(h) for h in hidden),
