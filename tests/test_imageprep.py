@@ -4,6 +4,7 @@ correct result can be stated, and on real MNIST digits disguised as photos."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import struct
 import zlib
@@ -305,8 +306,39 @@ def test_file_errors_name_the_file(tmp_path: Path) -> None:
     huge = tmp_path / "huge.png"
     with open(huge, "wb") as fh:  # sparse: takes no disk space
         fh.truncate(ip.MAX_FILE_BYTES + 1)
-    with pytest.raises(ip.ImageInputError, match="MiB are refused"):
+    with pytest.raises(ip.ImageInputError, match=r"over the limit of 52,428,800 bytes \(50 MiB\)"):
         ip.preprocess_file(huge)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # reading it would block forever
+    with pytest.raises(ip.ImageInputError, match=f"^{re.escape(str(fifo))}: not a regular file"):
+        ip.preprocess_file(fifo)
+    with pytest.raises(ip.ImageInputError, match="not a regular file"):
+        ip.preprocess_file("/dev/zero")  # would be read until memory runs out
+
+
+def test_a_file_that_grows_is_never_read_past_the_budget(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "growing.png"
+    path.write_bytes(b"x" * 100)
+    budget = ip.ImageBudget(max_bytes=1000)
+    real_fstat = os.fstat
+
+    class Small:  # the file said 100 bytes when asked, then grew to 5000 before the read
+        def __init__(self, st: os.stat_result) -> None:
+            self.st_size = 100
+            self.st_mode = st.st_mode
+
+    monkeypatch.setattr(os, "fstat", lambda fd: Small(real_fstat(fd)))
+    path.write_bytes(b"x" * 5000)
+    with pytest.raises(ip.ImageInputError, match="over the limit of 1,000 bytes"):
+        ip.read_image_bytes(path, budget)
+
+
+def test_the_pixel_budget_is_checked_before_decoding() -> None:
+    big = encode(Image.new("L", (300, 300), 0))
+    assert ip.decode_image(big).size == (300, 300)
+    with pytest.raises(ip.ImageInputError, match="300x300 pixels, over the limit of 50,000"):
+        ip.decode_image(big, ip.ImageBudget(max_pixels=50_000))
 
 
 # ---------------------------------------------------------------------- other layouts

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import os
@@ -10,8 +11,10 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -229,7 +232,74 @@ def test_unknown_host_header_is_refused(model: TrainedModel) -> None:
     client = TestClient(create_app(model, allowed_hosts=["127.0.0.1"]),
                         base_url="http://127.0.0.1")
     assert client.get("/api/health").status_code == 200
-    assert client.get("/api/health", headers={"host": "attacker.example"}).status_code == 400
+    refused = client.get("/api/health", headers={"host": "attacker.example"})
+    assert refused.status_code == 400 and "not accepted" in refused.json()["error"]
+    for host in ("127.0.0.1:8000", "127.0.0.1"):
+        assert client.get("/api/health", headers={"host": host}).status_code == 200
+    assert client.get("/api/health", headers={"host": "127.0.0.1.evil:80"}).status_code == 400
+
+
+@pytest.mark.parametrize("body", [
+    b'{"pixels": [' + b"1" * 5000 + b"]}",  # an integer of 5,000 digits
+    b'{"pixels": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested 100,000 deep
+    b'{"pixels": [' + b"1" + b"0" * 400 + b"]}",  # 1e400: overflows a float
+])
+def test_pathological_json_is_a_4xx_not_a_500(body: bytes, model: TrainedModel) -> None:
+    client = TestClient(create_app(model, max_body_bytes=1_000_000))
+    response = client.post("/api/predict", content=body,
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert "error" in response.json()
+
+
+def test_a_large_image_is_refused_before_decoding(client: TestClient) -> None:
+    """A small PNG claiming 7000x7000 pixels (the server's budget is 2 megapixels)."""
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", (7000, 7000), 0).save(buffer, format="PNG", optimize=True)
+    assert len(buffer.getvalue()) < 100_000  # compresses to almost nothing
+    response = client.post("/api/predict", json={"image": data_url(buffer.getvalue())})
+    assert response.status_code == 422
+    assert "7000x7000 pixels, over the limit of 2,000,000" in response.json()["error"]
+
+
+def test_predictions_run_a_few_at_a_time(model: TrainedModel,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from digitnet.web.service import PredictionService
+
+    running, most = [0], [0]
+    lock = threading.Lock()
+    original = PredictionService.predict_payload
+
+    def slow(self: Any, payload: Any) -> Any:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)
+        try:
+            return original(self, payload)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    import httpx
+
+    monkeypatch.setattr(PredictionService, "predict_payload", slow)
+    app = create_app(model, max_concurrent=2)
+    digit = {"pixels": [0] * model.network.n_inputs}
+
+    async def sixteen_at_once() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            answers = await asyncio.gather(*(http.post("/api/predict", json=digit)
+                                             for _ in range(16)))
+        return [a.status_code for a in answers]
+
+    assert asyncio.run(sixteen_at_once()) == [200] * 16 and most[0] == 2
 
 
 # ------------------------------------------------------------------- digitnet serve
@@ -284,3 +354,99 @@ def test_serve_defaults_to_loopback() -> None:
 
     args = build_parser().parse_args(["serve", "--model", "m.npz"])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
+
+
+# ------------------------------------------------------- slow, idle and many clients
+def _started(model_path: Path, *args: str, **popen: Any) -> tuple[subprocess.Popen[str], int]:
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from digitnet.cli import main; sys.exit(main())",
+         "serve", "--model", str(model_path), "--port", "0", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen,
+    )
+    assert process.stdout is not None
+    match = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
+    assert match, process.stderr.read() if process.stderr else ""
+    return process, int(match.group(1))
+
+
+def _stop(process: subprocess.Popen[str]) -> str:
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    return err
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (recv gives b"")."""
+    sock.settimeout(seconds)
+    try:
+        while True:
+            data = sock.recv(4096)
+            if not data:
+                return True
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def test_slow_and_idle_clients_are_cut_off(model_path: Path) -> None:
+    import httpx
+
+    process, port = _started(model_path, "--request-timeout", "1")
+    try:
+        idle = socket.create_connection(("127.0.0.1", port))
+        slow_headers = socket.create_connection(("127.0.0.1", port))
+        slow_headers.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
+        slow_body = socket.create_connection(("127.0.0.1", port))
+        slow_body.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{")
+        for sock in (idle, slow_headers, slow_body):
+            assert _closed_within(sock, 5.0)
+            sock.close()
+        # Meanwhile and after, ordinary requests are answered.
+        assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).status_code == 200
+    finally:
+        err = _stop(process)
+    assert "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_hundreds_of_idle_connections_do_not_stop_the_server(model_path: Path) -> None:
+    """With 128 file descriptors, 300 idle connections: the server drops them after the
+    request timeout and answers again."""
+    import resource
+
+    import httpx
+
+    def few_descriptors() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+
+    process, port = _started(model_path, "--request-timeout", "1",
+                             preexec_fn=few_descriptors)
+    idle = []
+    try:
+        for _ in range(300):
+            try:
+                idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+        deadline = time.monotonic() + 20
+        answered = False
+        while time.monotonic() < deadline and not answered:
+            try:
+                answered = httpx.get(f"http://127.0.0.1:{port}/api/health",
+                                     timeout=2).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        assert answered
+    finally:
+        for sock in idle:
+            sock.close()
+        err = _stop(process)
+    assert "Traceback" not in err

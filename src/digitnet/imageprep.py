@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,21 @@ SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "GIF")
 MAX_FILE_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # a 50-megapixel photo; checked before any pixel is decoded
 MAX_SIDE = 30_000
+
+
+@dataclass(frozen=True)
+class ImageBudget:
+    """How large an image may be, in bytes and in pixels (checked from the header, before
+    any pixel is decoded). Sized for the use: the command line reads photos
+    (:data:`CLI_BUDGET`); the server takes drawings from a web page, many at a time
+    (:data:`digitnet.web.service.SERVER_BUDGET`)."""
+
+    max_bytes: int = MAX_FILE_BYTES
+    max_pixels: int = MAX_PIXELS
+    max_side: int = MAX_SIDE
+
+
+CLI_BUDGET = ImageBudget()
 WORK_MAX_SIDE = 1024  # larger images are shrunk to this (longer side) right after decoding
 MIN_CONTRAST = 0.08  # ink must differ from the background by 8 % of full scale
 NOISE_FLOOR = 0.2  # ink below 20 % of the strongest stroke is background
@@ -152,19 +168,24 @@ class Preprocessed:
 # ------------------------------------------------------------------------------ decoding
 
 
-def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
-    """The bytes of an image file, refusing directories, empty files and huge files."""
+def read_image_bytes(path: str | os.PathLike[str], budget: ImageBudget = CLI_BUDGET) -> bytes:
+    """The bytes of an image file, refusing folders, devices, FIFOs and other files that are
+    not regular files (they could be read forever), and files over the budget (never read
+    past it, even if the file grows meanwhile)."""
     path = Path(path)
-    if path.is_dir():
-        raise ImageInputError("is a folder, not an image file")
+    limit = budget.max_bytes
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ImageInputError(
-                f"file is {size / 2**20:.0f} MiB; images over {MAX_FILE_BYTES // 2**20} MiB "
-                "are refused"
-            )
-        data = path.read_bytes()
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ImageInputError("is a folder, not an image file")
+        if not stat.S_ISREG(mode):
+            raise ImageInputError("not a regular file (a device, a pipe or a socket)")
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            data = b"" if size > limit else fh.read(limit + 1)
+        if size > limit or len(data) > limit:
+            raise ImageInputError(f"file is over the limit of {limit:,} bytes "
+                                  f"({limit / 2**20:.3g} MiB); larger images are refused")
     except FileNotFoundError:
         raise ImageInputError("file not found") from None
     except OSError as exc:
@@ -172,7 +193,7 @@ def read_image_bytes(path: str | os.PathLike[str]) -> bytes:
     return data
 
 
-def decode_image(data: bytes) -> Image.Image:
+def decode_image(data: bytes, budget: ImageBudget = CLI_BUDGET) -> Image.Image:
     """Decode PNG, JPEG, BMP or GIF bytes into a loaded Pillow image.
 
     The header's width and height are checked against ``MAX_PIXELS`` and ``MAX_SIDE``
@@ -183,8 +204,8 @@ def decode_image(data: bytes) -> Image.Image:
     """
     if not data:
         raise ImageInputError("empty file (0 bytes)")
-    if len(data) > MAX_FILE_BYTES:
-        raise ImageInputError(f"image data over {MAX_FILE_BYTES // 2**20} MiB refused")
+    if len(data) > budget.max_bytes:
+        raise ImageInputError(f"image data over the limit of {budget.max_bytes:,} bytes refused")
     names = ", ".join(SUPPORTED_FORMATS[:-1]) + f" or {SUPPORTED_FORMATS[-1]}"
     try:
         with warnings.catch_warnings():
@@ -193,10 +214,10 @@ def decode_image(data: bytes) -> Image.Image:
             width, height = image.size
             if width < 1 or height < 1:
                 raise ImageInputError(f"image has no pixels ({width}x{height})")
-            if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+            if width * height > budget.max_pixels or max(width, height) > budget.max_side:
                 raise ImageInputError(
                     f"image is {width}x{height} pixels, over the limit of "
-                    f"{MAX_PIXELS // 1_000_000} megapixels / {MAX_SIDE} pixels a side "
+                    f"{budget.max_pixels:,} pixels / {budget.max_side} pixels a side "
                     "(refused before decoding: possible decompression bomb)"
                 )
             if image.format == "JPEG":
@@ -500,9 +521,10 @@ def preprocess(image: Image.Image | NDArray[np.floating], layout: Layout = MNIST
     return Preprocessed(image=result, polarity=polarity, stroke_width=width, steps=steps)
 
 
-def preprocess_bytes(data: bytes, layout: Layout = MNIST_LAYOUT) -> Preprocessed:
-    """:func:`decode_image` then :func:`preprocess`."""
-    return preprocess(decode_image(data), layout)
+def preprocess_bytes(data: bytes, layout: Layout = MNIST_LAYOUT,
+                     budget: ImageBudget = CLI_BUDGET) -> Preprocessed:
+    """:func:`decode_image` (within ``budget``) then :func:`preprocess`."""
+    return preprocess(decode_image(data, budget), layout)
 
 
 def preprocess_file(path: str | os.PathLike[str], layout: Layout = MNIST_LAYOUT) -> Preprocessed:

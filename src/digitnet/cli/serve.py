@@ -36,6 +36,11 @@ def register(sub: Any) -> None:
                    help="port (default: 8000; 0 picks a free one)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                    default="warning", help="server log level (info logs every request)")
+    p.add_argument("--request-timeout", type=common.positive_float, default=10.0,
+                   metavar="SECONDS", help="time a client has to send a whole request, "
+                   "and an idle connection stays open (default: 10)")
+    p.add_argument("--max-connections", type=common.positive_int, default=100,
+                   help="open connections served at once; beyond, 503 (default: 100)")
     p.set_defaults(run=run)
 
 
@@ -64,10 +69,9 @@ def open_socket(host: str, port: int) -> socket.socket:
 
 
 def run(args: argparse.Namespace) -> int:
-    import uvicorn
-
     from digitnet.predict import load_predictor
     from digitnet.web import create_app
+    from digitnet.web.server import make_server
 
     model = load_predictor(args.model)
     sock = open_socket(args.host, args.port)
@@ -75,9 +79,9 @@ def run(args: argparse.Namespace) -> int:
     loopback = args.host in LOOPBACK_HOSTS
     allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
     app = create_app(model, allowed_hosts=allowed)
-    config = uvicorn.Config(app, log_level=args.log_level, lifespan="off",
-                            access_log=args.log_level in ("info", "debug"))
-    server = uvicorn.Server(config)
+    server = make_server(app, args.log_level, access_log=args.log_level in ("info", "debug"),
+                         request_timeout=args.request_timeout,
+                         max_connections=args.max_connections)
     shown_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
     url_host = f"[{shown_host}]" if ":" in shown_host else shown_host
     accuracy = model.info.get("test_accuracy")

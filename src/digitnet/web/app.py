@@ -9,8 +9,10 @@ Routes:
 * ``POST /api/predict``: see :mod:`digitnet.web.service`.
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status (413 for a body over
-``max_body_bytes``); an unexpected exception gives a 500 JSON answer and is logged, and the
-server keeps running.
+``max_body_bytes``, 400 for a ``Host`` that is not accepted, for JSON nested too deep or
+with integers too long); an unexpected exception gives a 500 JSON answer and is logged, and
+the server keeps running. At most ``max_concurrent`` predictions run at a time (the others
+wait their turn), so the memory of decoding is bounded whatever the number of clients.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
@@ -37,6 +39,7 @@ from digitnet.web.service import ApiError, PredictionService
 
 STATIC_DIR = Path(__file__).parent / "static"
 MAX_BODY_BYTES = 1_000_000  # a 280x280 canvas PNG is 5-30 kB
+MAX_CONCURRENT_PREDICTIONS = 4
 
 # The page may load only its own files: no CDN, no inline script.
 SECURITY_HEADERS = {
@@ -65,6 +68,33 @@ class SecurityHeaders:
         await self.app(scope, receive, send_with_headers)
 
 
+class HostCheck:
+    """ASGI middleware answering 400 (JSON) to a request whose ``Host`` header is not one
+    of ``allowed`` (with or without a port): a server on 127.0.0.1 is then out of reach of
+    DNS-rebinding pages."""
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str]) -> None:
+        self.app, self.allowed = app, {h.lower() for h in allowed}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            host = Headers(scope=scope).get("host", "").lower()
+            if _host_name(host) not in self.allowed:
+                response = error_response(400, f"Host {host!r} not accepted: this server "
+                                               "answers to its local address only")
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _host_name(host: str) -> str:
+    """``127.0.0.1:8000`` -> ``127.0.0.1``, ``[::1]:8000`` -> ``[::1]``, ``localhost`` as is."""
+    if host.startswith("["):
+        end = host.find("]")
+        return host[: end + 1] if end != -1 else host
+    return host.split(":", 1)[0] if host.count(":") == 1 else host
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) one larger than ``limit`` bytes, whether it declares
     its length or streams it."""
@@ -87,6 +117,7 @@ def create_app(
     model: TrainedModel,
     max_body_bytes: int = MAX_BODY_BYTES,
     allowed_hosts: Sequence[str] | None = None,
+    max_concurrent: int = MAX_CONCURRENT_PREDICTIONS,
 ) -> Starlette:
     """The web application for ``model``.
 
@@ -99,8 +130,11 @@ def create_app(
     allowed_hosts : sequence of str, optional
         Accepted ``Host`` headers (guards a server on 127.0.0.1 against DNS rebinding);
         ``None`` accepts any.
+    max_concurrent : int
+        Predictions that may run at once; further requests wait for a free slot.
     """
     service = PredictionService(model)
+    slots = anyio.CapacityLimiter(max_concurrent)
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC_DIR / "index.html", headers={"cache-control": "no-cache"})
@@ -112,13 +146,20 @@ def create_app(
         return JSONResponse(service.model_info())
 
     async def predict(request: Request) -> Response:
-        body = await read_body(request, max_body_bytes)
+        try:
+            body = await read_body(request, max_body_bytes)
+        except ClientDisconnect:  # gone (or cut off for sending too slowly): nobody to answer
+            return error_response(400, "the client went away before sending its request")
         try:
             payload = json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return error_response(400, "the request body is not valid JSON")
+        except (ValueError, RecursionError):  # an integer of thousands of digits; deep nesting
+            return error_response(400, "the request body is JSON digitnet does not read "
+                                       "(nested too deep, or a number too long)")
         try:
-            result = await run_in_threadpool(service.predict_payload, payload)
+            result = await anyio.to_thread.run_sync(service.predict_payload, payload,
+                                                    limiter=slots)
         except ApiError as exc:
             return error_response(exc.status, exc.message)
         return JSONResponse(result)
@@ -141,7 +182,7 @@ def create_app(
     ]
     middleware = [Middleware(SecurityHeaders)]
     if allowed_hosts is not None:
-        middleware.append(Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts)))
+        middleware.append(Middleware(HostCheck, allowed=list(allowed_hosts)))
     return Starlette(
         routes=routes,
         middleware=middleware,

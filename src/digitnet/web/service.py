@@ -21,11 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from digitnet.imageprep import ImageInputError, preprocess, preprocess_bytes
+from digitnet.imageprep import ImageBudget, ImageInputError, preprocess, preprocess_bytes
 from digitnet.model_io import TrainedModel
 from digitnet.predict import Prediction, model_layout, predict_preprocessed
 
 MAX_PIXEL_SIDE = 1024
+# A drawing from the page is 280x280; a pasted photo of a digit rarely needs more than a few
+# megapixels. With the request body's 1 MB and MAX_CONCURRENT_PREDICTIONS at a time, the
+# server's decoding memory stays within about 4 x 2 MP x 4 bytes x a few copies.
+SERVER_BUDGET = ImageBudget(max_bytes=1_000_000, max_pixels=2_000_000, max_side=4096)
 
 
 class ApiError(Exception):
@@ -56,7 +60,7 @@ def pixel_array(values: Any) -> np.ndarray[Any, np.dtype[np.float64]]:
         raise ApiError(400, "'pixels' must be a non-empty list of numbers 0-255")
     try:
         array = np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, RecursionError):
         raise ApiError(400, "'pixels' must be numbers 0-255, flat or as rows of equal "
                             "length") from None
     if array.ndim not in (1, 2):
@@ -108,7 +112,7 @@ class PredictionService:
         return self.response(pred)
 
     def _from_image(self, url: Any) -> Prediction:
-        prep = preprocess_bytes(decode_data_url(url), self.layout)
+        prep = preprocess_bytes(decode_data_url(url), self.layout, SERVER_BUDGET)
         return self._classify(prep.image, "image", prep.polarity)
 
     def _from_pixels(self, values: Any, wants_preprocess: Any) -> Prediction:
