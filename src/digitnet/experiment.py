@@ -26,7 +26,15 @@ from digitnet.inference import predict_with_loss
 from digitnet.metrics import classification_metrics
 from digitnet.model_io import TrainedModel
 from digitnet.network import DTYPES, MLP
-from digitnet.runs import METRICS_FILE, MODEL_FILE, write_run
+from digitnet.runs import (
+    METRICS_FILE,
+    MODEL_FILE,
+    RunDirError,
+    load_checkpoint,
+    remove_checkpoint,
+    save_checkpoint,
+    write_run,
+)
 from digitnet.training import TrainConfig, TrainResult, fit
 
 __all__ = ["METRICS_FILE", "MODEL_FILE", "RunOutcome", "evaluate_model", "train_run"]
@@ -100,6 +108,7 @@ def train_run(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     engine: str = "fast",
+    resume: bool = False,
 ) -> RunOutcome:
     """Train a network on ``dataset`` with ``config``, evaluate it on the test set, and
     (with ``out_dir``) write ``model.npz`` and ``metrics.json`` there.
@@ -112,8 +121,28 @@ def train_run(
     ``engine``:
     ``"fast"`` (:mod:`digitnet.engine`, the default, as ``digitnet train``) or
     ``"textbook"`` (:class:`digitnet.training.TextbookTrainer`).
+
+    With ``out_dir``, a checkpoint is written there at the end of every epoch
+    (:func:`digitnet.runs.save_checkpoint`) and removed once training has completed;
+    ``resume=True`` continues from it (same data set, configuration and engine, checked)
+    and ends with the weights an uninterrupted run would have, bit for bit.
     """
     factory = engines.trainer_factory(engine)
+    about = {"dataset": dataset.name, "config": config.to_dict(), "engine": engine,
+             "n_train": len(dataset.x_train), "n_test": len(dataset.x_test)}
+    resume_from = None
+    if resume:
+        if out_dir is None:
+            raise ValueError("resume needs the run folder (out_dir) holding the checkpoint")
+        resume_from, saved = load_checkpoint(out_dir)
+        if saved != about:
+            raise RunDirError(f"{Path(out_dir)}: its checkpoint belongs to another run "
+                              f"(data set, configuration or engine differ)")
+
+    def checkpoint(state: dict[str, Any]) -> None:
+        assert out_dir is not None
+        save_checkpoint(out_dir, state, about)
+
     scaler = MinMaxScaler.fit(dataset.x_train)
     x_tr, y_tr, x_val, y_val = split_for_training(dataset, config)
     network = MLP(dataset.n_features, config.hidden, dataset.n_classes, config.activation,
@@ -123,7 +152,8 @@ def train_run(
             f"validation, {len(dataset.x_test)} test samples; network {network.describe()} "
             f"({network.n_parameters:,} parameters)")
     result = fit(network, x_tr, y_tr, scaler, config, x_val, y_val, progress=progress, log=log,
-                 engine=factory)
+                 engine=factory, checkpoint=None if out_dir is None else checkpoint,
+                 resume_from=resume_from)
     if result.diverged is not None and result.best_epoch == 0:
         raise TrainingDivergedError(f"{result.diverged} before any good epoch, so nothing was "
                                     f"saved; try a lower learning rate")
@@ -159,4 +189,6 @@ def train_run(
         "environment": environment(),
     }
     out_path = None if out_dir is None else write_run(out_dir, model, metrics)
+    if out_path is not None and not result.interrupted and result.diverged is None:
+        remove_checkpoint(out_path)  # done: model.npz is the result; nothing to resume
     return RunOutcome(model, result, metrics, out_path, proba)

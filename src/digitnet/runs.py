@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
+CHECKPOINT_FILE = "checkpoint.npz"  # while training, and after an interrupted run
 REPORT_FILE = "report.html"
 RUNS_FOLDER = "runs"
 LOCK_FILE = ".digitnet.lock"
@@ -92,6 +93,9 @@ def claim_run_dir(folder: str | os.PathLike[str], force: bool = False) -> Iterat
         except BlockingIOError:
             lock.close()  # the lock file is the other run's: leave it
             raise RunDirError(f"{path}: another digitnet run is writing there") from None
+    for stale in path.glob(".*.tmp"):  # left by a run killed while writing a file
+        with contextlib.suppress(OSError):
+            stale.unlink()
     try:
         held = [name for name in (MODEL_FILE, METRICS_FILE) if (path / name).exists()]
         if held and not force:
@@ -105,3 +109,75 @@ def claim_run_dir(folder: str | os.PathLike[str], force: bool = False) -> Iterat
         if created:
             with contextlib.suppress(OSError):
                 path.rmdir()  # only if empty
+
+
+def save_checkpoint(folder: str | os.PathLike[str], state: dict[str, Any],
+                    about: dict[str, Any]) -> Path:
+    """Write a training state of :func:`digitnet.training.fit` (its ``checkpoint``) into
+    ``folder/checkpoint.npz``, atomically: a run killed at any moment leaves the previous
+    checkpoint or this one, whole. ``about``: what the state belongs to (configuration,
+    engine, data set), checked on resume."""
+    import json
+
+    import numpy as np
+
+    from digitnet.fileio import atomic_path
+
+    arrays: dict[str, Any] = {}
+    for key in ("network", "best"):
+        for i, a in enumerate(state[key] or []):
+            arrays[f"{key}_{i}"] = a
+    for i, a in enumerate(state["optimizer"]["state"]):
+        arrays[f"optimizer_{i}"] = a
+    best_loss = state["best_loss"]
+    meta = {
+        "format": "digitnet-checkpoint", "format_version": 1, "about": about,
+        "epoch": state["epoch"], "best_epoch": state["best_epoch"],
+        "best_loss": best_loss if best_loss != float("inf") else None,
+        "has_best": state["best"] is not None, "n_parameters": len(state["network"]),
+        "n_optimizer": len(state["optimizer"]["state"]), "t": state["optimizer"]["t"],
+        "rng": state["rng"], "history": state["history"],
+    }
+    arrays["state"] = np.array(json.dumps(meta, allow_nan=False))
+    path = Path(folder) / CHECKPOINT_FILE
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return path
+
+
+def load_checkpoint(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(state, about)`` from ``folder/checkpoint.npz`` (see :func:`save_checkpoint`);
+    :class:`RunDirError` naming the file if there is none or it cannot be read."""
+    import json
+    import zipfile
+
+    import numpy as np
+
+    path = Path(folder) / CHECKPOINT_FILE
+    if not path.is_file():
+        raise RunDirError(f"{path}: no checkpoint to resume from (a run writes one at the end "
+                          f"of each epoch, and removes it when it completes)")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["state"]))
+            if not isinstance(meta, dict) or meta.get("format") != "digitnet-checkpoint":
+                raise ValueError("not a digitnet checkpoint")
+            network = [archive[f"network_{i}"] for i in range(int(meta["n_parameters"]))]
+            best = ([archive[f"best_{i}"] for i in range(len(network))]
+                    if meta["has_best"] else None)
+            optimizer = [archive[f"optimizer_{i}"] for i in range(int(meta["n_optimizer"]))]
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
+            RuntimeError, NotImplementedError, json.JSONDecodeError) as exc:
+        raise RunDirError(f"{path}: not a readable checkpoint ({exc})") from None
+    best_loss = meta["best_loss"]
+    state = {
+        "epoch": int(meta["epoch"]), "best_epoch": int(meta["best_epoch"]),
+        "best_loss": float("inf") if best_loss is None else float(best_loss),
+        "network": network, "best": best, "rng": meta["rng"], "history": meta["history"],
+        "optimizer": {"t": int(meta["t"]), "state": optimizer},
+    }
+    return state, meta["about"]
+
+
+def remove_checkpoint(folder: str | os.PathLike[str]) -> None:
+    (Path(folder) / CHECKPOINT_FILE).unlink(missing_ok=True)

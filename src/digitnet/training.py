@@ -77,6 +77,10 @@ class Trainer(Protocol):
 
     def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer]) -> tuple[float, float]: ...
 
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
 
 TrainerFactory = Callable[
     [MLP, TrainConfig, NDArray[np.uint8], NDArray[np.integer], MinMaxScaler,
@@ -200,6 +204,8 @@ def fit(
     log: Callable[[str], None] | None = None,
     on_epoch_end: Callable[[EpochRecord], None] | None = None,
     engine: TrainerFactory | None = None,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
+    resume_from: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``network`` in place with mini-batch gradient descent.
 
@@ -217,6 +223,12 @@ def fit(
     ``engine`` builds the trainer, as ``engine(network, config, x_train, y_train, scaler,
     rng)``; by default the :class:`TextbookTrainer`. ``digitnet.engine.make_trainer`` is
     the fast one (same step, regrouped; see :mod:`digitnet.engine`).
+
+    ``checkpoint(state)`` is called at the end of every epoch with everything needed to go
+    on from there (:func:`training_state`: weights, the best weights so far, the optimizer's
+    state, the shuffling generator's state, the history); ``resume_from=state`` starts from
+    such a state, and then ends with the same weights, bit for bit, as the run that was not
+    interrupted (same data, configuration and engine).
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
@@ -230,13 +242,24 @@ def fit(
 
     result = TrainResult()
     best_loss, best_state = np.inf, None
+    first_epoch = 1
+    if resume_from is not None:
+        network.set_state(resume_from["network"])
+        trainer.load_state_dict(resume_from["optimizer"])
+        rng.bit_generator.state = resume_from["rng"]
+        result.history = [EpochRecord(**r) for r in resume_from["history"]]
+        result.epochs_run = first_epoch = int(resume_from["epoch"])
+        first_epoch += 1
+        result.best_epoch = int(resume_from["best_epoch"])
+        best_loss = float(resume_from["best_loss"])
+        best_state = resume_from["best"]
     initial_state = network.get_state()
     bar = _make_bar(total_steps, progress)
     started = time.perf_counter()
     epoch = 0
     try:
         with trainer:
-            for epoch in range(1, config.epochs + 1):
+            for epoch in range(first_epoch, config.epochs + 1):
                 epoch_start = time.perf_counter()
 
                 def show(seen: int, loss: float, acc: float, epoch: int = epoch) -> None:
@@ -272,6 +295,9 @@ def fit(
                         break
                 else:
                     best_state, result.best_epoch = network.get_state(), epoch
+                if checkpoint is not None:
+                    checkpoint(training_state(network, trainer, rng, result, best_state,
+                                              best_loss))
     except KeyboardInterrupt:
         result.interrupted = True
         if log is not None:
@@ -296,6 +322,22 @@ def fit(
         network.set_state(initial_state)
         result.best_epoch = 0
     return result
+
+
+def training_state(network: MLP, trainer: Trainer, rng: np.random.Generator,
+                   result: TrainResult, best_state: list[NDArray[np.floating]] | None,
+                   best_loss: float) -> dict[str, Any]:
+    """Everything :func:`fit` needs to go on after epoch ``result.epochs_run`` (copies)."""
+    return {
+        "epoch": result.epochs_run,
+        "network": network.get_state(),
+        "best": None if best_state is None else [a.copy() for a in best_state],
+        "best_epoch": result.best_epoch,
+        "best_loss": float(best_loss),
+        "optimizer": trainer.state_dict(),
+        "rng": rng.bit_generator.state,
+        "history": result.history_dicts(),
+    }
 
 
 def _make_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]

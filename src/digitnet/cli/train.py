@@ -81,6 +81,10 @@ def register(sub: Any) -> None:
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR",
                      help="run folder for model.npz and metrics.json (default: runs/<time>)")
+    out.add_argument("--resume", metavar="RUN_DIR",
+                     help="continue the run in RUN_DIR from its last checkpoint (written at "
+                     "the end of every epoch), with its own data set and settings; ends with "
+                     "the weights the uninterrupted run would have")
     out.add_argument("--force", action="store_true",
                      help="replace the run already in --out (refused otherwise)")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -94,13 +98,37 @@ def run(args: argparse.Namespace) -> int:
     from digitnet.runs import claim_run_dir, default_run_dir
 
     given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
+    if args.resume:
+        return _resume(args, given)
     config = recipe(args.dataset, **given)
     out_dir = args.out or str(default_run_dir(args.dataset))
     with claim_run_dir(out_dir, force=args.force):  # checked before any work, held throughout
         return _train(args, config, out_dir)
 
 
-def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str) -> int:
+def _resume(args: argparse.Namespace, given: dict[str, Any]) -> int:
+    from digitnet.errors import DigitnetError
+    from digitnet.runs import claim_run_dir, load_checkpoint
+
+    options = sorted(f"--{name.replace('_', '-')}" for name in given)
+    if options or args.out or args.engine != "fast" or args.force:
+        extra = options + [o for o, on in (("--out", args.out), ("--force", args.force),
+                                           ("--engine", args.engine != "fast")) if on]
+        raise DigitnetError(f"--resume continues the run with its own settings; leave out "
+                            f"{', '.join(extra)}")
+    with claim_run_dir(args.resume, force=True):
+        _, about = load_checkpoint(args.resume)
+        try:
+            config = TrainConfig(**about["config"])
+            args.dataset, args.engine = about["dataset"], about["engine"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DigitnetError(f"{args.resume}: checkpoint settings unreadable ({exc})"
+                                ) from None
+        return _train(args, config, args.resume, resume=True)
+
+
+def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str,
+           resume: bool = False) -> int:
     from digitnet.errors import TrainingDivergedError
     from digitnet.experiment import train_run
     from digitnet.metrics import classification_report, format_confusion_matrix
@@ -109,7 +137,7 @@ def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str) -> int:
     dataset = common.load_data(args)
     try:
         outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
-                            log=common.info, engine=args.engine)
+                            log=common.info, engine=args.engine, resume=resume)
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(str(exc).replace("learning rate", "--lr")) from None
     m = outcome.metrics
