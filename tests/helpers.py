@@ -141,13 +141,15 @@ class Reply:
     """What the fake server answers for one path.
 
     ``declared_length`` larger than ``len(body)`` sends a truncated response; ``hang``
-    accepts the request and never answers.
+    accepts the request and never answers; ``trickle`` sends the body a byte at a time, that
+    many seconds apart.
     """
 
     body: bytes = b""
     status: int = 200
     declared_length: int | None = None
     hang: bool = False
+    trickle: float = 0.0
 
 
 @dataclass
@@ -173,8 +175,19 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return
         self.send_response(reply.status)
         length = len(reply.body) if reply.declared_length is None else reply.declared_length
-        self.send_header("Content-Length", str(length))
+        if length >= 0:  # -1: no Content-Length, the body ends when the connection closes
+            self.send_header("Content-Length", str(length))
         self.end_headers()
+        if reply.trickle:
+            for i in range(len(reply.body)):
+                if self.server.stopping.wait(reply.trickle):
+                    return
+                try:
+                    self.wfile.write(reply.body[i : i + 1])
+                    self.wfile.flush()
+                except OSError:  # the client gave up
+                    return
+            return
         self.wfile.write(reply.body)
         self.wfile.flush()
 

@@ -227,3 +227,63 @@ def test_no_network_fails_fast_with_an_offline_hint(monkeypatch: pytest.MonkeyPa
     # The download budget (15 s) is the behaviour under test, not the speed of this machine.
     assert elapsed < 15
     assert _leftovers(cache_root() / "mnist") in ([], ["openml"])
+
+
+# ------------------------------------------------------------------- bounded in size and time
+def test_a_trickling_mirror_cannot_outlive_the_deadline(tmp_path: Path) -> None:
+    """A byte every 0.3 s never trips a per-read timeout; the deadline covers the whole."""
+    with http_server({"/labels.gz": Reply(GZ, trickle=0.3)}) as server:
+        started = time.monotonic()
+        with pytest.raises(DownloadError, match=r"timed out|time budget exhausted"):
+            download_file(server.url + "labels.gz", tmp_path / "a.gz", GOOD_MD5, 1,
+                          timeout=5, progress=False, deadline=Deadline(1.5))
+        assert time.monotonic() - started < 4
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_response_over_the_size_limit_is_refused(tmp_path: Path) -> None:
+    with http_server({"/announced": Reply(GZ, declared_length=10**9),
+                      "/sent": Reply(GZ, declared_length=-1)}) as server:
+        with pytest.raises(DownloadError, match="announces 1,000,000,000 bytes"):
+            download_file(server.url + "announced", tmp_path / "a", GOOD_MD5, 1, timeout=5,
+                          progress=False)
+        with pytest.raises(DownloadError, match="sent more than the limit of 10 bytes"):
+            download_file(server.url + "sent", tmp_path / "a", GOOD_MD5, 1, timeout=5,
+                          progress=False, max_bytes=10)
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_gzip_bomb_is_refused_while_inflating(tmp_path: Path) -> None:
+    """2 MB of gzip that would inflate to 2 GB: refused at the limit, never allocated."""
+    import tracemalloc
+    import zlib
+
+    from digitnet.data import idx
+
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    zeros = bytes(1 << 20)
+    bomb = b"".join(compressor.compress(zeros) for _ in range(2048)) + compressor.flush()
+    assert len(bomb) < 3 * 2**20
+    tracemalloc.start()
+    try:
+        with pytest.raises(Exception, match="inflates to more than 67,108,864 bytes"):
+            idx.decompress(bomb, "bomb.gz")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 * idx.MAX_IDX_BYTES
+    with (http_server({"/bomb.gz": Reply(bomb)}) as server,
+          pytest.raises(DownloadError, match="inflates to more than")):
+        download_file(server.url + "bomb.gz", tmp_path / "a.gz", None, 1, timeout=10,
+                      progress=False)
+    assert _leftovers(tmp_path) == []
+
+
+def test_multi_member_gzip_still_reads() -> None:
+    from digitnet.data import idx
+
+    half = len(RAW) // 2
+    two = gzip.compress(RAW[:half]) + gzip.compress(RAW[half:])
+    assert idx.decompress(two, "two.gz") == RAW
+    with pytest.raises(Exception, match="truncated"):
+        idx.decompress(GZ[:-12], "cut.gz")

@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 CHUNK = 1 << 16
 DEFAULT_BUDGET_SECONDS = 15.0
+# MNIST's largest file (training images) is 9.9 MB gzipped, Fashion-MNIST's 26 MB: a mirror
+# that sends (or announces) more is refused before it can fill the memory.
+MAX_DOWNLOAD_BYTES = 64 * 1024 * 1024
 
 
 class Deadline:
@@ -53,6 +56,16 @@ class Deadline:
         if left <= 0.05:
             raise DownloadError("download time budget exhausted")
         return min(left, cap)
+
+
+def _set_read_timeout(response: object, seconds: float) -> None:
+    """Make the next read of ``response`` give up after ``seconds`` (what is left of the
+    deadline): urllib's timeout is per read, so a byte every few seconds would never end."""
+    fp = getattr(response, "fp", None)
+    raw = getattr(fp, "raw", None)
+    sock = getattr(raw, "_sock", None)
+    if sock is not None:
+        sock.settimeout(seconds)
 
 
 def _describe(exc: BaseException) -> str:
@@ -99,25 +112,44 @@ def download_file(
     ndim: int,
     timeout: float = 10.0,
     progress: bool = True,
+    deadline: Deadline | None = None,
+    max_bytes: int = MAX_DOWNLOAD_BYTES,
 ) -> Path:
     """Download ``url`` to ``dest`` after verifying it as IDX with the given uncompressed MD5.
 
     Raises :class:`DownloadError` (naming the URL) on network errors, HTTP errors,
-    truncated responses and checksum mismatches; ``dest`` is then left untouched.
+    truncated responses, checksum mismatches, a response over ``max_bytes`` (announced or
+    sent) or inflating past :data:`digitnet.data.idx.MAX_IDX_BYTES`, and when ``deadline``
+    runs out during the transfer (a mirror that trickles bytes cannot outlive it);
+    ``dest`` is then left untouched.
     """
+    deadline = deadline or Deadline(max(timeout, 1.0) * 6)
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "digitnet"})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=min(timeout, deadline.timeout())
+                                    ) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-            chunks = []
+            if total is not None and total > max_bytes:
+                raise DownloadError(f"{url}: announces {total:,} bytes, over the limit of "
+                                    f"{max_bytes:,}")
+            chunks, size = [], 0
             with _progress(total, dest.name, progress) as bar:
                 while True:
-                    chunk = response.read(CHUNK)
+                    _set_read_timeout(response, deadline.timeout(timeout))
+                    chunk = response.read1(CHUNK)  # what has arrived: never waits for more
                     if not chunk:
                         break
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise DownloadError(f"{url}: sent more than the limit of "
+                                            f"{max_bytes:,} bytes")
                     chunks.append(chunk)
                     bar.update(len(chunk))
+    except DownloadError as exc:
+        if str(exc).startswith(url):
+            raise
+        raise DownloadError(f"{url}: {exc} (the transfer took too long)") from None
     except (OSError, http.client.HTTPException, ValueError) as exc:
         raise DownloadError(f"{url}: {_describe(exc)}") from None
     raw = b"".join(chunks)
@@ -146,7 +178,8 @@ def download_from_mirrors(
                     continue
                 url = mirror.rstrip("/") + f"/{filename}.gz"
                 download_file(
-                    url, dest, spec.md5.get(key), spec.ndim(key), deadline.timeout(), progress
+                    url, dest, spec.md5.get(key), spec.ndim(key), deadline.timeout(), progress,
+                    deadline,
                 )
             return
         except DownloadError as exc:
