@@ -249,3 +249,19 @@ def test_a_digitnet_train_child_reports_its_training_seconds(
     result = busy.train("digitnet", str(mnist_dir), str(tmp_path))
     assert result["seconds"] > 0 and result["test_accuracy"] > 0.97
     assert result["engine_info"]["trainer"] == "split"
+
+
+# -------------------------------------------------------------------- the server's load
+@pytest.mark.slow
+def test_a_short_load_test_has_no_errors(tmp_path: Path) -> None:
+    """The load benchmark's code path, shorter: 400 requests at concurrency 16, with slow
+    clients and huge images beside; every ordinary request answered 200."""
+    from benchmarks import load
+
+    model = load.digits_model(str(tmp_path))
+    result = load.load_test(model, requests=400, concurrency=16, slow=8, request_timeout=1.0)
+    assert result["errors"] == 0 and result["ordinary"] == 396
+    assert result["huge_image_statuses"] == {422: 4}
+    assert result["cut_off"] == 8
+    assert result["server_peak_rss_mb"] is None or result["server_peak_rss_mb"] < 500
+    assert result["p99_ms"] >= result["p50_ms"] > 0
