@@ -26,6 +26,16 @@ from digitnet.config import OPTIMIZERS, SCHEDULES
 Array = NDArray[np.floating]
 
 
+def check_momentum(momentum: float) -> None:
+    if not 0.0 <= momentum < 1.0:
+        raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+
+
+def check_betas(beta1: float, beta2: float) -> None:
+    if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+        raise ValueError(f"betas must be in [0, 1), got {beta1}, {beta2}")
+
+
 class Optimizer:
     """What every optimizer has: the parameters, their gradients, the step count ``t``,
     the learning rate and the weight decay.
@@ -100,8 +110,7 @@ class SGD(Optimizer):
         decayed: Sequence[bool] | None = None,
     ) -> None:
         super().__init__(params, grads, lr, weight_decay, decayed)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        check_momentum(momentum)
         self.momentum = float(momentum)
         self.nesterov = nesterov
         self.velocity = [np.zeros_like(p) for p in self.params] if momentum else []
@@ -145,8 +154,7 @@ class Adam(Optimizer):
         decayed: Sequence[bool] | None = None,
     ) -> None:
         super().__init__(params, grads, lr, weight_decay, decayed)
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {beta1}, {beta2}")
+        check_betas(beta1, beta2)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self.m = [np.zeros_like(p) for p in self.params]
         self.v = [np.zeros_like(p) for p in self.params]

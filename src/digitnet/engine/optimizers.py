@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet import optimizers as textbook
 from digitnet.config import OPTIMIZERS
 
 Array = NDArray[np.floating]
@@ -31,7 +32,7 @@ FLUSH_EVERY = 100
 FLUSH_BELOW = 1e-30
 
 
-class Optimizer:
+class Optimizer(textbook.Optimizer):
     """Common bookkeeping: the parameters, their gradients, the step count and weight decay.
 
     ``params`` and ``grads`` are matching lists of arrays (usually one flat vector each, or
@@ -49,14 +50,7 @@ class Optimizer:
         weight_decay: float = 0.0,
         decay_pairs: Sequence[tuple[Array, Array]] | None = None,
     ) -> None:
-        if lr <= 0:
-            raise ValueError(f"learning rate must be positive, got {lr}")
-        if weight_decay < 0:
-            raise ValueError(f"weight decay must be >= 0, got {weight_decay}")
-        self.params = list(params)
-        self.grads = list(grads)
-        self.lr = float(lr)
-        self.weight_decay = float(weight_decay)
+        super().__init__(params, grads, lr, weight_decay)  # the settings, checked as there
         if decay_pairs is None:
             decay_pairs = list(zip(self.params, self.grads, strict=True))
         self.decay_pairs = list(decay_pairs)
@@ -116,8 +110,7 @@ class SGD(Optimizer):
         state: Sequence[Array] | None = None,
     ) -> None:
         super().__init__(params, grads, lr, weight_decay, decay_pairs)
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
+        textbook.check_momentum(momentum)
         self.momentum = float(momentum)
         self.nesterov = nesterov
         self.velocity = self._state(self.params, 1, state)[0] if momentum else []
@@ -168,8 +161,7 @@ class Adam(Optimizer):
         state: Sequence[Array] | None = None,
     ) -> None:
         super().__init__(params, grads, lr, weight_decay, decay_pairs)
-        if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
-            raise ValueError(f"betas must be in [0, 1), got {beta1}, {beta2}")
+        textbook.check_betas(beta1, beta2)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self._M, self._V = self._state(self.params, 2, state)
         self._scratch = [np.empty_like(p) for p in self.params]
