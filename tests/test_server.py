@@ -450,3 +450,31 @@ def test_hundreds_of_idle_connections_do_not_stop_the_server(model_path: Path) -
             sock.close()
         err = _stop(process)
     assert "Traceback" not in err
+
+
+def test_requests_beyond_the_limit_get_a_json_503(model: TrainedModel) -> None:
+    import httpx
+
+    from digitnet.web.server import RequestLimit
+
+    gate = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await gate.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    app = RequestLimit(slow_app, 2)
+
+    async def five() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            tasks = [asyncio.create_task(http.get("/")) for _ in range(5)]
+            await asyncio.sleep(0.2)
+            gate.set()
+            return await asyncio.gather(*tasks)
+
+    answers = asyncio.run(five())
+    assert sorted(a.status_code for a in answers) == [200, 200, 503, 503, 503]
+    busy = next(a for a in answers if a.status_code == 503)
+    assert "busy" in busy.json()["error"] and busy.headers["retry-after"] == "1"

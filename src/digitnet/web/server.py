@@ -6,8 +6,8 @@ seconds, would hold its socket (and a file descriptor) forever. :class:`GuardedH
 gives every request a deadline: from the connection's start (or the end of the previous
 response) a client has ``request_timeout`` seconds to send a complete request, headers and
 body, or the connection is closed. A request that has arrived whole is never cut off while
-the application answers it. Beyond ``max_connections`` open connections, new requests get
-503 (uvicorn's ``limit_concurrency``); beyond :func:`connection_cap` (a few more, and never
+the application answers it. Beyond ``max_connections`` requests in progress, new ones get a
+JSON 503 (:class:`RequestLimit`); beyond :func:`connection_cap` (a few more, and never
 more than the process's file descriptors allow) new connections are closed as soon as they
 are accepted. Running out of descriptors must not happen: asyncio's accept loop (CPython
 3.11) then retries in a storm that starves every timer, the deadlines above included, and
@@ -83,6 +83,31 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.close()
 
 
+class RequestLimit:
+    """ASGI middleware: at most ``limit`` HTTP requests in progress; beyond, a JSON 503
+    (uvicorn's own ``limit_concurrency`` would answer in plain text)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit, self.active = app, limit, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.active >= self.limit:
+            from digitnet.web.app import error_response
+
+            response = error_response(503, "the server is busy: try again in a moment",
+                                      {"retry-after": "1"})
+            await response(scope, receive, send)
+            return
+        self.active += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.active -= 1
+
+
 def make_server(app: Any, log_level: str = "warning", access_log: bool = False,
                 request_timeout: float = REQUEST_TIMEOUT,
                 max_connections: int = MAX_CONNECTIONS) -> uvicorn.Server:
@@ -90,9 +115,9 @@ def make_server(app: Any, log_level: str = "warning", access_log: bool = False,
     protocol = type("Protocol", (GuardedH11Protocol,), {
         "request_timeout": request_timeout, "cap": connection_cap(max_connections)})
     config = uvicorn.Config(
-        app, log_level=log_level, lifespan="off", access_log=access_log, http=protocol,
+        RequestLimit(app, max_connections), log_level=log_level, lifespan="off",
+        access_log=access_log, http=protocol,
         timeout_keep_alive=max(1, round(min(KEEP_ALIVE_TIMEOUT, request_timeout))),
-        limit_concurrency=min(max_connections, connection_cap(max_connections)),
         backlog=ACCEPT_BATCH,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
