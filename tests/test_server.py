@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import json
 import os
 import re
 import signal
@@ -478,3 +479,23 @@ def test_requests_beyond_the_limit_get_a_json_503(model: TrainedModel) -> None:
     assert sorted(a.status_code for a in answers) == [200, 200, 503, 503, 503]
     busy = next(a for a in answers if a.status_code == 503)
     assert "busy" in busy.json()["error"] and busy.headers["retry-after"] == "1"
+
+
+def test_a_request_that_is_not_http_gets_a_json_400(model_path: Path) -> None:
+    process, port = _started(model_path)
+    try:
+        for garbage in (b"HELLO THERE\r\n\r\n",
+                        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n",
+                        # headers that never end, over the 16 kB limit:
+                        b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000):
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+                sock.sendall(garbage)
+                answer = b""
+                while chunk := sock.recv(65536):
+                    answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
+            assert "not a valid HTTP request" in json.loads(body)["error"]
+    finally:
+        err = _stop(process)
+    assert "Traceback" not in err

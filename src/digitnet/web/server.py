@@ -17,6 +17,7 @@ the server never recovers.
 from __future__ import annotations
 
 import asyncio
+import json
 import resource
 from typing import Any
 
@@ -69,6 +70,20 @@ class GuardedH11Protocol(H11Protocol):
             self._deadline.cancel()
             self._deadline = None
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request that is not HTTP (a bad request line, headers too large): 400, in JSON
+        like every other refusal, then close."""
+        body = json.dumps({"error": f"not a valid HTTP request ({msg})"}).encode()
+        headers = [(b"content-type", b"application/json"), (b"connection", b"close"),
+                   (b"content-length", str(len(body)).encode())]
+        try:
+            for event in (h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                          h11.Data(data=body), h11.EndOfMessage()):
+                self.transport.write(self.conn.send(event))
+        except h11.LocalProtocolError:  # too early or too late in the exchange to answer
+            pass
+        self.transport.close()
 
     def _arm(self) -> None:
         if self._deadline is not None:
