@@ -16,7 +16,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: train test lint typecheck pytest install install-test bench clean
+.PHONY: train test lint typecheck pytest install install-test bench tutorial clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,12 @@ test: lint typecheck pytest
 bench: install-test
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/python -m benchmarks.compare $(ARGS)
+
+# docs/tutorial.ipynb executed (outputs and figures) into runs/tutorial.ipynb; the committed
+# notebook has no outputs, and the test suite runs it.
+tutorial: install-test
+	$(BIN)/python -c "import nbformat, nbclient, pathlib; nb = nbformat.read('docs/tutorial.ipynb', 4); nbclient.NotebookClient(nb, timeout=300, kernel_name='python3').execute(); pathlib.Path('runs').mkdir(exist_ok=True); nbformat.write(nb, 'runs/tutorial.ipynb')"
+	@echo "wrote runs/tutorial.ipynb"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
