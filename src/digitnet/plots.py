@@ -440,3 +440,34 @@ def training_samples(
     ax.tick_params(axis="y", length=0)
     ax.set_ylabel("class")
     return fig
+
+
+@_styled
+def explanation(image: ArrayLike, saliency: ArrayLike, runner_up_saliency: ArrayLike,
+                hidden: ArrayLike, answer: str, runner_up: str, probabilities: tuple[float, float]
+                ) -> Figure:
+    """Why this answer: the image the network saw; the saliency maps of the answer and of the
+    runner-up (red: brighter ink here raises that class's logit, blue: lowers it; both on one
+    scale); the first hidden layer's activations (which units fire)."""
+    img = np.asarray(image, dtype=np.float64)
+    maps = [np.asarray(m, dtype=np.float64) for m in (saliency, runner_up_saliency)]
+    scale = max(float(np.abs(m).max()) for m in maps) or 1.0
+    units = np.asarray(hidden, dtype=np.float64)
+    fig = Figure(figsize=(14, 4.0), layout="constrained")
+    axes = fig.subplots(1, 4, width_ratios=[1, 1, 1, 1.6])
+    axes[0].imshow(img, cmap="gray", vmin=0, vmax=1)
+    axes[0].set_title("what the network sees", fontsize=11)
+    for ax, m, role, name, p in zip(axes[1:3], maps, ("answer", "runner-up"),
+                                    (answer, runner_up), probabilities, strict=True):
+        shown = ax.imshow(m, cmap=_cmap(WEIGHT_CMAP, SEPARATOR_COLOR), vmin=-scale, vmax=scale)
+        ax.set_title(f"{role} {name} ({p:.1%}):\nd logit / d pixel", fontsize=11)
+    fig.colorbar(shown, ax=axes[1:3], shrink=0.8, label="gradient")
+    for ax in axes[:3]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[3].bar(np.arange(len(units)), units, width=1.0, color=SERIES_COLORS["training"])
+    active = int(np.count_nonzero(units > 0))
+    axes[3].set_title(f"first hidden layer: {active} of {len(units)} units fire", fontsize=11)
+    axes[3].set_xlabel("hidden unit")
+    axes[3].set_ylabel("activation")
+    return fig

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
 
+from digitnet.explain import Explanation, explain
 from digitnet.imageprep import (
     ImageInputError,
     Layout,
@@ -23,6 +24,7 @@ from digitnet.imageprep import (
     preprocess_file,
 )
 from digitnet.model_io import TrainedModel, load_model
+from digitnet.network import DTYPES
 
 
 def load_predictor(path: str | os.PathLike[str]) -> TrainedModel:
@@ -142,3 +144,11 @@ __all__ = [
     "predict_preprocessed",
     "to_model_input",
 ]
+
+
+def explain_prediction(model: TrainedModel, pred: Prediction) -> Explanation:
+    """Why ``model`` answered ``pred``: hidden activations and the saliency maps of the answer
+    and the runner-up (:mod:`digitnet.explain`), per pixel of the image the network saw."""
+    x = model.scaler.transform(to_model_input(pred.network_input, model),
+                               DTYPES[model.network.dtype])
+    return explain(model.network, x[0], pred.network_input.shape)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from digitnet.cli import common
+from digitnet.errors import DigitnetError
 
 if TYPE_CHECKING:
     from digitnet.predict import Prediction
@@ -32,6 +34,10 @@ def register(sub: Any) -> None:
                    help="print JSON: per image the prediction, the top K and all probabilities")
     p.add_argument("--show", action="store_true",
                    help="also draw the preprocessed image the network sees, as text")
+    p.add_argument("--explain", action="store_true",
+                   help="also write IMAGE.explain.png beside each image: what the network "
+                   "saw, the saliency maps of its answer and of the runner-up (which pixels "
+                   "push towards each), and which hidden units fired")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.set_defaults(run=run)
 
@@ -68,8 +74,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"digitnet predict: error: {exc}", file=sys.stderr, flush=True)
             records.append({"file": path, "error": str(exc)})
             continue
+        picture = _write_explanation(model, pred, path) if args.explain else None
         if args.json:
             record = pred.to_dict(args.top)
+            if picture is not None:
+                record["explanation"] = str(picture)
             if args.show:
                 record["network_input"] = pred.input_pixels().tolist()
             records.append(record)
@@ -77,6 +86,29 @@ def run(args: argparse.Namespace) -> int:
             print(format_line(pred, args.top), flush=True)
             if args.show:
                 print(ascii_art(pred))
+            if picture is not None:
+                print(f"  explanation: {picture}")
     if args.json:
         print(json.dumps(records, indent=2))
     return 1 if n_failed else 0
+
+
+def _write_explanation(model: Any, pred: Prediction, image_path: str) -> Path:
+    """``IMAGE.explain.png`` beside the image (atomically)."""
+    from digitnet import plots
+    from digitnet.fileio import atomic_write_bytes
+    from digitnet.predict import explain_prediction
+
+    e = explain_prediction(model, pred)
+    names = model.class_names
+    figure = plots.explanation(pred.network_input, e.saliency, e.runner_up_saliency,
+                               e.hidden[0], names[e.predicted], names[e.runner_up],
+                               (float(e.probabilities[e.predicted]),
+                                float(e.probabilities[e.runner_up])))
+    target = Path(image_path).with_name(Path(image_path).name + ".explain.png")
+    try:
+        atomic_write_bytes(target, plots.save_png(figure))
+    except OSError as exc:
+        raise DigitnetError(f"{target}: cannot write the explanation ({exc.strerror or exc})"
+                            ) from None
+    return target

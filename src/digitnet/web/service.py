@@ -23,7 +23,7 @@ import numpy as np
 
 from digitnet.imageprep import ImageBudget, ImageInputError, preprocess, preprocess_bytes
 from digitnet.model_io import TrainedModel
-from digitnet.predict import Prediction, model_layout, predict_preprocessed
+from digitnet.predict import Prediction, explain_prediction, model_layout, predict_preprocessed
 
 MAX_PIXEL_SIDE = 1024
 # A drawing from the page is 280x280; a pasted photo of a digit rarely needs more than a few
@@ -99,17 +99,25 @@ class PredictionService:
         """The API's answer to one ``POST /api/predict`` body (already parsed JSON)."""
         if not isinstance(payload, dict):
             raise ApiError(400, "expected a JSON object with 'image' or 'pixels'")
-        unknown = set(payload) - {"image", "pixels", "preprocess"}
+        unknown = set(payload) - {"image", "pixels", "preprocess", "explain"}
         if unknown:
             raise ApiError(400, f"unknown field(s): {', '.join(sorted(unknown))}")
         if ("image" in payload) == ("pixels" in payload):
             raise ApiError(400, "give exactly one of 'image' (a data URL) or 'pixels'")
+        wants_explanation = payload.get("explain", False)
+        if not isinstance(wants_explanation, bool):
+            raise ApiError(400, "'explain' must be true or false")
         try:
             pred = (self._from_image(payload["image"]) if "image" in payload
                     else self._from_pixels(payload["pixels"], payload.get("preprocess", False)))
         except ImageInputError as exc:
             raise ApiError(422, str(exc)) from None
-        return self.response(pred)
+        answer = self.response(pred)
+        if wants_explanation:  # saliency maps and hidden activations (digitnet.explain)
+            with self._network_lock:
+                answer["explanation"] = explain_prediction(self.model, pred).to_dict(
+                    self.model.class_names)
+        return answer
 
     def _from_image(self, url: Any) -> Prediction:
         prep = preprocess_bytes(decode_data_url(url), self.layout, SERVER_BUDGET)
