@@ -50,6 +50,7 @@ non_negative_int = _number_type(int, lambda v: v >= 0, "a number >= 0")
 positive_float = _number_type(float, lambda v: 0 < v < math.inf, "a positive number")
 non_negative_float = _number_type(float, lambda v: 0 <= v < math.inf, "a number >= 0")
 fraction = _number_type(float, lambda v: 0.0 <= v < 1.0, "a fraction in [0, 1)")
+probability = _number_type(float, lambda v: 0.0 <= v <= 1.0, "a probability in [0, 1]")
 
 
 def progress_enabled(args: argparse.Namespace) -> bool:

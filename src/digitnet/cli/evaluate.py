@@ -16,6 +16,16 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--model", required=True, metavar="PATH", help="model.npz (or its run folder)")
     common.add_data_arguments(p, for_model=True)
+    damage = p.add_argument_group("robustness: damage the test images first")
+    damage.add_argument("--noise", type=common.non_negative_float, default=0.0, metavar="S",
+                        help="add Gaussian noise of standard deviation S (pixels 0-1)")
+    damage.add_argument("--rotation", type=float, default=0.0, metavar="DEG",
+                        help="rotate by DEG degrees")
+    damage.add_argument("--thickness", type=int, default=0, metavar="PX",
+                        help="make strokes PX pixels thicker (negative: thinner)")
+    p.add_argument("--threshold", type=common.probability, metavar="P",
+                   help="answer only when the top probability is at least P (else 'don't "
+                   "know'): report the coverage and the accuracy on the answered images")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(run=run)
@@ -23,6 +33,8 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import json
+
+    import numpy as np
 
     from digitnet.experiment import evaluate_model
     from digitnet.metrics import classification_report, format_confusion_matrix
@@ -32,7 +44,26 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset is None:
         args.dataset = model.dataset if model.dataset in common.DATASETS else "mnist"
     dataset = common.load_data(args)
-    metrics = evaluate_model(model, dataset)
+    damaged = bool(args.noise or args.rotation or args.thickness)
+    if damaged:
+        import dataclasses
+
+        from digitnet.robustness import damage
+
+        lo, hi = model.scaler.lo, model.scaler.hi
+        shape = (len(dataset.x_test), *dataset.image_shape)
+        images = (dataset.x_test.reshape(shape).astype(np.float64) - lo) / (hi - lo)
+        hurt = damage(images, args.noise, args.rotation, args.thickness)
+        raw = np.rint(lo + hurt * (hi - lo)).astype(dataset.x_test.dtype)
+        dataset = dataclasses.replace(dataset, x_test=raw.reshape(len(raw), -1))
+    proba = np.empty((len(dataset.x_test), len(model.class_names)), np.float64)
+    metrics = evaluate_model(model, dataset, proba)
+    metrics["damage"] = {"noise": args.noise, "rotation": args.rotation,
+                         "thickness": args.thickness}
+    if args.threshold is not None:
+        from digitnet.robustness import coverage_accuracy
+
+        metrics["abstention"] = coverage_accuracy(proba, dataset.y_test, [args.threshold])[0]
     if args.json:
         print(json.dumps(metrics, indent=2))
         return 0
@@ -42,5 +73,15 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(format_confusion_matrix(metrics["confusion_matrix"], metrics["class_names"]))
     print()
-    print(f"test accuracy {metrics['test_accuracy']:.4f}  macro F1 {metrics['f1_macro']:.4f}")
+    extra = ""
+    if damaged:
+        extra = (f"  (damaged: noise {args.noise:g}, rotation {args.rotation:g} deg, "
+                 f"thickness {args.thickness:+d} px)")
+    print(f"test accuracy {metrics['test_accuracy']:.4f}  macro F1 {metrics['f1_macro']:.4f}"
+          + extra)
+    if args.threshold is not None:
+        a = metrics["abstention"]
+        answered = "n/a" if a["accuracy"] is None else f"{a['accuracy']:.4f}"
+        print(f"with threshold {args.threshold:g}: answers {a['coverage']:.1%} of the images, "
+              f"accuracy on those {answered}; says \"don't know\" to the rest")
     return 0

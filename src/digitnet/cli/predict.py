@@ -38,6 +38,9 @@ def register(sub: Any) -> None:
                    help="also write IMAGE.explain.png beside each image: what the network "
                    "saw, the saliency maps of its answer and of the runner-up (which pixels "
                    "push towards each), and which hidden units fired")
+    p.add_argument("--threshold", type=common.probability, metavar="P",
+                   help="answer only when the top probability is at least P; below, the "
+                   "answer is \"don't know\" (with the best guess)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files")
     p.set_defaults(run=run)
 
@@ -75,15 +78,23 @@ def run(args: argparse.Namespace) -> int:
             records.append({"file": path, "error": str(exc)})
             continue
         picture = _write_explanation(model, pred, path) if args.explain else None
+        unsure = args.threshold is not None and pred.probability < args.threshold
         if args.json:
             record = pred.to_dict(args.top)
+            if args.threshold is not None:
+                record["answer"] = None if unsure else pred.name
             if picture is not None:
                 record["explanation"] = str(picture)
             if args.show:
                 record["network_input"] = pred.input_pixels().tolist()
             records.append(record)
         else:
-            print(format_line(pred, args.top), flush=True)
+            if unsure:
+                print(f"{pred.source}: don't know (best guess {pred.name}, "
+                      f"{pred.probability:.1%}, under the threshold {args.threshold})",
+                      flush=True)
+            else:
+                print(format_line(pred, args.top), flush=True)
             if args.show:
                 print(ascii_art(pred))
             if picture is not None:
