@@ -50,8 +50,12 @@ def test_coverage_and_accuracy_follow_the_threshold() -> None:
 
 
 def test_evaluate_on_damaged_images_and_with_a_threshold(
-    model_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    model_path = tmp_path / "digits"  # the bundled data set: no download, whatever CI has
+    assert main(["train", "--dataset", "digits", "--epochs", "10", "--no-plots",
+                 "--no-progress", "--out", str(model_path)]) == 0
+    capsys.readouterr()
     assert main(["evaluate", "--model", str(model_path), "--json"]) == 0
     clean = json.loads(capsys.readouterr().out)
     assert main(["evaluate", "--model", str(model_path), "--json", "--rotation", "45",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import resource
 from typing import Any
 
@@ -25,14 +26,16 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+logger = logging.getLogger("digitnet.serve")
+
 REQUEST_TIMEOUT = 10.0
 KEEP_ALIVE_TIMEOUT = 5
 MAX_CONNECTIONS = 100
 MAX_HEADER_BYTES = 16 * 1024
 
 
-FD_RESERVE = 32  # descriptors kept for the server's own files and logs
-ACCEPT_BATCH = 32  # connections asyncio accepts in one go (and the listen backlog)
+FD_RESERVE = 48  # descriptors kept for the server's own files and logs
+ACCEPT_BATCH = 16  # connections asyncio accepts in one go (and the listen backlog)
 
 
 def connection_cap(max_connections: int) -> int:
@@ -123,6 +126,27 @@ class RequestLimit:
             self.active -= 1
 
 
+class GuardedServer(uvicorn.Server):
+    """uvicorn's server, reporting a full descriptor table in one log line (asyncio would
+    log a traceback for every accept it had to put off)."""
+
+    async def serve(self, sockets: Any = None) -> None:
+        loop = asyncio.get_running_loop()
+        default = loop.get_exception_handler()
+
+        def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+            if context.get("message") == "socket.accept() out of system resource":
+                logger.warning("out of file descriptors: new connections wait")
+                return
+            if default is not None:
+                default(loop, context)
+            else:
+                loop.default_exception_handler(context)
+
+        loop.set_exception_handler(handler)
+        await super().serve(sockets)
+
+
 def make_server(app: Any, log_level: str = "warning", access_log: bool = False,
                 request_timeout: float = REQUEST_TIMEOUT,
                 max_connections: int = MAX_CONNECTIONS) -> uvicorn.Server:
@@ -136,4 +160,4 @@ def make_server(app: Any, log_level: str = "warning", access_log: bool = False,
         backlog=ACCEPT_BATCH,
         h11_max_incomplete_event_size=MAX_HEADER_BYTES,
     )
-    return uvicorn.Server(config)
+    return GuardedServer(config)
