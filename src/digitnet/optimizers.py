@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -172,6 +173,24 @@ class Adam(Optimizer):
         m_hat = m / (1 - b1**t)
         v_hat = v / (1 - b2**t)
         p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+
+
+def state_dict(optimizers: Sequence[Optimizer], arrays: Sequence[Array]) -> dict[str, Any]:
+    """The state to carry into a later trainer: the step count and a copy of each state
+    array (``arrays``, which ``optimizers`` update, whole or in slices)."""
+    return {"t": optimizers[0].t, "state": [a.copy() for a in arrays]}
+
+
+def load_state_dict(optimizers: Sequence[Optimizer], arrays: Sequence[Array],
+                    state: dict[str, Any]) -> None:
+    """Continue from :func:`state_dict`'s ``state``."""
+    if len(state["state"]) != len(arrays) or any(
+            s.shape != a.shape for s, a in zip(state["state"], arrays, strict=True)):
+        raise ValueError("optimizer state from a different network or optimizer")
+    for a, s in zip(arrays, state["state"], strict=True):
+        a[...] = s
+    for optimizer in optimizers:
+        optimizer.t = int(state["t"])
 
 
 def make_optimizer(

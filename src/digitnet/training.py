@@ -29,7 +29,7 @@ from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
-from digitnet.optimizers import learning_rate, make_optimizer
+from digitnet.optimizers import learning_rate, load_state_dict, make_optimizer, state_dict
 
 
 @dataclass
@@ -135,18 +135,11 @@ class TextbookTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """The optimizer's step count and state arrays (copies), for a later trainer."""
-        return {"t": self.optimizer.t,
-                "state": [a.copy() for a in self.optimizer.state_arrays()]}
+        return state_dict([self.optimizer], self.optimizer.state_arrays())
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from :meth:`state_dict`'s ``state``."""
-        arrays = self.optimizer.state_arrays()
-        if len(arrays) != len(state["state"]) or any(
-                a.shape != saved.shape for a, saved in zip(arrays, state["state"], strict=True)):
-            raise ValueError("optimizer state from a different network or optimizer")
-        for a, saved in zip(arrays, state["state"], strict=True):
-            a[...] = saved
-        self.optimizer.t = int(state["t"])
+        load_state_dict([self.optimizer], self.optimizer.state_arrays(), state)
 
 
 # A mean cross-entropy above this many nats gives the true class a probability below e^-100:

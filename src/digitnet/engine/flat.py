@@ -21,9 +21,10 @@ from numpy.typing import NDArray
 from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
-from digitnet.engine.optimizers import Optimizer, make_optimizer, n_state_vectors
+from digitnet.engine.optimizers import make_optimizer, n_state_vectors
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
+from digitnet.optimizers import load_state_dict, state_dict
 
 Array = NDArray[np.floating]
 Allocate = Callable[[tuple[int, ...], Any], NDArray[Any]]
@@ -82,24 +83,6 @@ class FlatParameters:
             W[...], b[...], gW[...], gb[...] = layer.W, layer.b, layer.grad_W, layer.grad_b
             layer.W, layer.b, layer.grad_W, layer.grad_b = W, b, gW, gb
         self._own = None
-
-
-def state_dict(optimizers: list[Optimizer], vectors: list[Array]) -> dict[str, Any]:
-    """The optimizer state to carry into a later trainer: the step count and a copy of each
-    flat state vector (``vectors``, which ``optimizers`` update in slices)."""
-    return {"t": optimizers[0].t, "state": [v.copy() for v in vectors]}
-
-
-def load_state_dict(optimizers: list[Optimizer], vectors: list[Array],
-                    state: dict[str, Any]) -> None:
-    """Continue from :func:`state_dict`'s ``state``."""
-    if len(state["state"]) != len(vectors) or any(
-            s.shape != v.shape for s, v in zip(state["state"], vectors, strict=True)):
-        raise ValueError("optimizer state from a different network or optimizer")
-    for v, s in zip(vectors, state["state"], strict=True):
-        v[...] = s
-    for optimizer in optimizers:
-        optimizer.t = int(state["t"])
 
 
 class FusedTrainer:

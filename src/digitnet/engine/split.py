@@ -98,11 +98,12 @@ from numpy.typing import NDArray
 from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
-from digitnet.engine.flat import FlatParameters, load_state_dict, state_dict
+from digitnet.engine.flat import FlatParameters
 from digitnet.engine.optimizers import Optimizer, make_optimizer, n_state_vectors
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.layers import Dense
 from digitnet.network import MLP
+from digitnet.optimizers import load_state_dict, state_dict
 
 Array = NDArray[np.floating]
 
