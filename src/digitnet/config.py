@@ -54,23 +54,24 @@ class TrainConfig:
             (all(h >= 1 for h in self.hidden), "hidden: layer sizes must be positive"),
             (self.activation in ACTIVATION_NAMES,
              f"activation must be one of {', '.join(ACTIVATION_NAMES)}, got {self.activation!r}"),
-            (_is_int(self.epochs) and self.epochs >= 1, "epochs must be an integer >= 1"),
-            (_is_int(self.batch_size) and self.batch_size >= 1,
+            (is_int(self.epochs) and self.epochs >= 1, "epochs must be an integer >= 1"),
+            (is_int(self.batch_size) and self.batch_size >= 1,
              "batch_size must be an integer >= 1"),
-            (_is_real(self.lr) and 0 < self.lr < math.inf, "lr must be a positive number"),
+            (is_finite_number(self.lr) and self.lr > 0, "lr must be a positive number"),
             (self.optimizer in OPTIMIZERS,
              f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
-            (_is_real(self.momentum) and 0 <= self.momentum < 1, "momentum must be in [0, 1)"),
-            (_is_real(self.weight_decay) and 0 <= self.weight_decay < math.inf,
+            (is_finite_number(self.momentum) and 0 <= self.momentum < 1,
+             "momentum must be in [0, 1)"),
+            (is_finite_number(self.weight_decay) and self.weight_decay >= 0,
              "weight_decay must be a number >= 0"),
             (self.schedule in SCHEDULES,
              f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
-            (_is_real(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
+            (is_finite_number(self.warmup_epochs) and 0 <= self.warmup_epochs <= self.epochs,
              "warmup_epochs must be between 0 and the number of epochs"),
-            (_is_real(self.validation_fraction) and 0 <= self.validation_fraction < 1,
+            (is_finite_number(self.validation_fraction) and 0 <= self.validation_fraction < 1,
              "validation_fraction must be in [0, 1)"),
-            (_is_int(self.patience) and self.patience >= 0, "patience must be an integer >= 0"),
-            (_is_int(self.seed), "seed must be an integer"),
+            (is_int(self.patience) and self.patience >= 0, "patience must be an integer >= 0"),
+            (is_int(self.seed), "seed must be an integer"),
             (self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}"),
         ]
         return [message for ok, message in checks if not ok]
@@ -99,9 +100,15 @@ def recipe(dataset: str, **overrides: Any) -> TrainConfig:
     return TrainConfig(**{**RECIPES.get(dataset, {}), **overrides})
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+def is_int(value: Any, low: int | None = None, high: int | None = None) -> bool:
+    """An integer (not a bool), within ``low`` and ``high`` when given. One check for every
+    option, model file and metrics file that digitnet reads."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        return False
+    number = int(value)
+    return (low is None or number >= low) and (high is None or number <= high)
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+def is_finite_number(value: Any) -> bool:
+    """A real number (not a bool), neither NaN nor infinite."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)

@@ -39,7 +39,15 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from digitnet.config import ACTIVATION_NAMES, DTYPE_NAMES, ENGINES, OPTIMIZERS, SCHEDULES
+from digitnet.config import (
+    ACTIVATION_NAMES,
+    DTYPE_NAMES,
+    ENGINES,
+    OPTIMIZERS,
+    SCHEDULES,
+    is_finite_number,
+    is_int,
+)
 from digitnet.data.preprocessing import MinMaxScaler, stratified_split
 from digitnet.engine import trainer_factory
 from digitnet.layers import log_softmax
@@ -438,7 +446,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
                 hidden = tuple(np.asarray(hidden).reshape(-1).tolist())
         checks = [
             (isinstance(hidden, Sequence) and len(hidden) >= 1
-             and all(_is_positive_int(h) for h in hidden),
+             and all(is_int(h, 1) for h in hidden),
              f"hidden_layer_sizes must be one or more positive ints, got {hidden!r}"),
             (self.activation in ACTIVATION_NAMES,
              f"activation must be one of {', '.join(ACTIVATION_NAMES)}, "
@@ -451,19 +459,19 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
              f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"),
             (self.engine in ENGINES,
              f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
-            (_is_number(self.learning_rate_init) and self.learning_rate_init > 0,
+            (is_finite_number(self.learning_rate_init) and self.learning_rate_init > 0,
              f"learning_rate_init must be a positive number, got {self.learning_rate_init!r}"),
-            (_is_positive_int(self.batch_size),
+            (is_int(self.batch_size, 1),
              f"batch_size must be a positive int, got {self.batch_size!r}"),
-            (_is_positive_int(self.max_iter),
+            (is_int(self.max_iter, 1),
              f"max_iter must be a positive int, got {self.max_iter!r}"),
-            (_is_number(self.alpha) and self.alpha >= 0,
+            (is_finite_number(self.alpha) and self.alpha >= 0,
              f"alpha must be a number >= 0, got {self.alpha!r}"),
-            (_is_number(self.momentum) and 0 <= self.momentum < 1,
+            (is_finite_number(self.momentum) and 0 <= self.momentum < 1,
              f"momentum must be in [0, 1), got {self.momentum!r}"),
-            (_is_number(self.validation_fraction) and 0 < self.validation_fraction < 1,
+            (is_finite_number(self.validation_fraction) and 0 < self.validation_fraction < 1,
              f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"),
-            (_is_positive_int(self.n_iter_no_change),
+            (is_int(self.n_iter_no_change, 1),
              f"n_iter_no_change must be a positive int, got {self.n_iter_no_change!r}"),
         ]
         for ok, message in checks:
@@ -540,14 +548,6 @@ def _seed_from(random_state: Any) -> int:
 def _copy_network(network: MLP) -> MLP:
     """An independent copy of ``network``."""
     return copy.deepcopy(network)
-
-
-def _is_positive_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _json_safe(params: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from digitnet.config import ACTIVATION_NAMES, DTYPE_NAMES
+from digitnet.config import ACTIVATION_NAMES, DTYPE_NAMES, is_int
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.errors import ModelFileError
 from digitnet.fileio import atomic_path
@@ -109,7 +109,7 @@ def _read_member(archive: zipfile.ZipFile, name: str) -> NDArray[Any]:
 
 
 def _is_int(value: Any, low: int = 1, high: int = MAX_PARAMETERS) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    return is_int(value, low, high)
 
 
 def _check_metadata(meta: Any) -> str | None:

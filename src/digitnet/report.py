@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import time
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from digitnet import __version__, plots
+from digitnet.config import is_finite_number, is_int
 from digitnet.data.datasets import Dataset
 from digitnet.errors import DigitnetError
 from digitnet.fileio import atomic_write_bytes, atomic_write_text
@@ -138,15 +138,6 @@ OPTIONAL_NUMBERS = ("train_seconds",)
 OPTIONAL_COUNTS = ("epochs_run", "best_epoch", "n_parameters")
 
 
-def _is_number(value: Any) -> bool:
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
-
-
 def check_metrics(metrics: Mapping[str, Any], source: str = METRICS_FILE) -> None:
     """Raise :class:`ReportError` unless ``metrics`` has what the report shows, each of the
     type and shape the report needs (a hand-edited or damaged file gets one line naming the
@@ -159,11 +150,11 @@ def check_metrics(metrics: Mapping[str, Any], source: str = METRICS_FILE) -> Non
         return ReportError(f"{source}: {field} should be {expected}")
 
     for key in SCORES:
-        if not (_is_number(metrics[key]) and 0 <= metrics[key] <= 1):
+        if not (is_finite_number(metrics[key]) and 0 <= metrics[key] <= 1):
             raise bad(key, "a number between 0 and 1")
-    if not _is_number(metrics["test_loss"]) or metrics["test_loss"] < 0:
+    if not is_finite_number(metrics["test_loss"]) or metrics["test_loss"] < 0:
         raise bad("test_loss", "a number >= 0")
-    if not _is_count(metrics["n_samples"]):
+    if not is_int(metrics["n_samples"], 0):
         raise bad("n_samples", "a count")
     names = metrics["class_names"]
     if not (isinstance(names, list) and len(names) >= 2
@@ -172,26 +163,27 @@ def check_metrics(metrics: Mapping[str, Any], source: str = METRICS_FILE) -> Non
     k = len(names)
     cm = metrics["confusion_matrix"]
     if not (isinstance(cm, list) and len(cm) == k and all(
-            isinstance(row, list) and len(row) == k and all(_is_count(c) for c in row)
+            isinstance(row, list) and len(row) == k and all(is_int(c, 0) for c in row)
             for row in cm)):
         raise bad("confusion_matrix", f"a {k} x {k} table of counts")
     per_class = metrics["per_class"]
     if not (isinstance(per_class, dict) and list(per_class) == names and all(
-            isinstance(row, dict) and all(_is_number(row.get(f)) for f in
+            isinstance(row, dict) and all(is_finite_number(row.get(f)) for f in
                                           ("precision", "recall", "f1"))
-            and _is_count(row.get("support")) for row in per_class.values())):
+            and is_int(row.get("support"), 0) for row in per_class.values())):
         raise bad("per_class", "precision, recall, f1 and support for each class")
     for key in OPTIONAL_NUMBERS:
-        if key in metrics and not (_is_number(metrics[key]) and metrics[key] >= 0):
+        if key in metrics and not (is_finite_number(metrics[key]) and metrics[key] >= 0):
             raise bad(key, "a number >= 0")
     for key in OPTIONAL_COUNTS:
-        if metrics.get(key) is not None and not _is_count(metrics[key]):
+        if metrics.get(key) is not None and not is_int(metrics[key], 0):
             raise bad(key, "a count")
     history = metrics.get("history", [])
     if not isinstance(history, list) or not all(
-            isinstance(r, dict) and _is_count(r.get("epoch"))
-            and all(_is_number(r.get(f)) for f in HISTORY_NUMBERS)
-            and all(r.get(f) is None or _is_number(r[f]) for f in ("val_loss", "val_accuracy"))
+            isinstance(r, dict) and is_int(r.get("epoch"), 0)
+            and all(is_finite_number(r.get(f)) for f in HISTORY_NUMBERS)
+            and all(r.get(f) is None or is_finite_number(r[f])
+                    for f in ("val_loss", "val_accuracy"))
             for r in history):
         raise bad("history", "a list of epochs (epoch, train_loss, train_accuracy, lr, "
                   "seconds, val_loss and val_accuracy numbers or null)")
