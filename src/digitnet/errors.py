@@ -18,4 +18,11 @@ class ModelFileError(DigitnetError):
 
 
 class TrainingDivergedError(DigitnetError):
-    """Training diverged (the loss became NaN, infinite or exploded) before any good epoch."""
+    """Training diverged (the loss became NaN, infinite or exploded) before any good epoch.
+
+    ``reason`` is what happened; ``hint`` names the setting to change, in the words of the
+    caller (the command line says ``--lr``)."""
+
+    def __init__(self, reason: str, hint: str = "a lower learning rate") -> None:
+        super().__init__(f"{reason} before any good epoch, so nothing was saved; try {hint}")
+        self.reason = reason

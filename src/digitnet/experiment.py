@@ -155,8 +155,7 @@ def train_run(
                  engine=factory, checkpoint=None if out_dir is None else checkpoint,
                  resume_from=resume_from)
     if result.diverged is not None and result.best_epoch == 0:
-        raise TrainingDivergedError(f"{result.diverged} before any good epoch, so nothing was "
-                                    f"saved; try a lower learning rate")
+        raise TrainingDivergedError(result.diverged)
     model = TrainedModel(network, scaler, dataset.class_names, dataset.image_shape,
                          dataset.name)
     proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])

@@ -139,7 +139,7 @@ def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str,
         outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),
                             log=common.info, engine=args.engine, resume=resume)
     except TrainingDivergedError as exc:
-        raise TrainingDivergedError(str(exc).replace("learning rate", "--lr")) from None
+        raise TrainingDivergedError(exc.reason, hint="a lower --lr") from None
     m = outcome.metrics
     print()
     print(f"Test set ({m['n_samples']} images) — classification report")
