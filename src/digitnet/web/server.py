@@ -26,6 +26,8 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from digitnet.web.app import error_response
+
 logger = logging.getLogger("digitnet.serve")
 
 REQUEST_TIMEOUT = 10.0
@@ -113,8 +115,6 @@ class RequestLimit:
             await self.app(scope, receive, send)
             return
         if self.active >= self.limit:
-            from digitnet.web.app import error_response
-
             response = error_response(503, "the server is busy: try again in a moment",
                                       {"retry-after": "1"})
             await response(scope, receive, send)
