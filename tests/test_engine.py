@@ -541,7 +541,9 @@ def test_a_sleeping_helper_ends_with_its_parent() -> None:
         pytest.fail("the helper outlived its parent")
 
 
-def test_blas_threads_per_process_is_half_of_what_blas_may_use() -> None:
+def test_blas_threads_per_process_is_half_of_what_blas_may_use(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
@@ -549,6 +551,14 @@ def test_blas_threads_per_process_is_half_of_what_blas_may_use() -> None:
     cores = len(os.sched_getaffinity(0))
     with threadpool_limits(cores):
         assert split.blas_threads_per_process() == max(1, cores // 2)
+    # A 16-core machine, BLAS allowed 16, 5 or 1 threads:
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)))
+    for blas, each in ((16, 8), (5, 2), (1, 1)):
+        monkeypatch.setattr(split, "_blas_threads", lambda blas=blas: blas)
+        assert split.blas_threads_per_process() == each
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2})  # fewer cores than
+    monkeypatch.setattr(split, "_blas_threads", lambda: 16)              # BLAS threads
+    assert split.blas_threads_per_process() == 1
 
 
 def test_optimizer_state_carries_into_a_new_trainer() -> None:
