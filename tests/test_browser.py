@@ -8,6 +8,7 @@ Screenshots go to ``test-artifacts/``.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -15,9 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from digitnet.model_io import TrainedModel
+from digitnet.predict import to_model_input
 
 CHROMIUM = os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -55,7 +58,17 @@ READ_PAGE = """() => {
 
 
 @pytest.fixture(scope="module")
-def server_url(model: TrainedModel) -> Iterator[str]:
+def test_set(model: TrainedModel, request: pytest.FixtureRequest) -> Any:
+    """The model's data set (its test images feed the inside view's accuracy and points)."""
+    from digitnet.data import load_dataset
+
+    if model.dataset == "mnist":
+        return request.getfixturevalue("mnist")
+    return load_dataset(model.dataset)
+
+
+@pytest.fixture(scope="module")
+def server_url(model: TrainedModel, test_set: Any) -> Iterator[str]:
     """The app served by uvicorn on a free port of 127.0.0.1, in a background thread."""
     import uvicorn
 
@@ -64,7 +77,7 @@ def server_url(model: TrainedModel) -> Iterator[str]:
 
     sock = open_socket("127.0.0.1", 0)
     port = sock.getsockname()[1]
-    app = create_app(model, allowed_hosts=["127.0.0.1"])
+    app = create_app(model, allowed_hosts=["127.0.0.1"], test_set=test_set)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -249,3 +262,179 @@ def test_touch_drawing_on_a_phone(browser, server_url, model) -> None:
                         animations="disabled")
     finally:
         context.close()
+
+
+# ------------------------------------------------------------------ the inside view
+
+def settled(page: Any) -> None:
+    """Wait until the page's first answers (test accuracy, points map) are in."""
+    page.wait_for_function("() => document.querySelector('#scores').dataset.state === 'ready'"
+                           " && Number(document.querySelector('#points').dataset.drawn) > 0",
+                           timeout=20_000)
+
+
+def click_unit(page: Any, layer: int, unit: int) -> None:
+    page.click(f'.unit[data-layer="{layer}"][data-unit="{unit}"]')
+    page.wait_for_function(
+        "([l, u]) => { const r = document.querySelector('#result');"
+        " const t = document.querySelector('#unit-name').textContent;"
+        " return r.dataset.state === 'ready' && t.includes(`unit ${u}`)"
+        " && t.startsWith(`Hidden layer ${l + 1}`); }", arg=[layer, unit], timeout=15_000)
+
+
+def scores_for(page: Any, edits: dict[str, Any]) -> float:
+    """The test accuracy the page shows once it has caught up with ``edits``."""
+    page.wait_for_function(
+        "(want) => { const s = document.querySelector('#scores');"
+        " return s.dataset.state === 'ready'"
+        " && s.dataset.edits === JSON.stringify(JSON.parse(want)); }",
+        arg=json.dumps(edits, separators=(",", ":")), timeout=15_000)
+    return float(page.get_attribute("#scores", "data-accuracy"))
+
+
+def network_input(model: TrainedModel, drawing: str) -> np.ndarray:
+    """The scaled input row the server computes for a drawing (a PNG data URL)."""
+    import base64
+
+    from digitnet.imageprep import preprocess_bytes
+    from digitnet.predict import model_layout
+
+    prep = preprocess_bytes(base64.b64decode(drawing.partition(",")[2]), model_layout(model))
+    return model.scaler.transform(to_model_input(prep.image, model))
+
+
+def test_switching_units_off_changes_the_prediction(page, server_url, model, test_set) -> None:
+    from digitnet.inside import Edits, edited_copy, edited_proba, edited_scores
+
+    settled(page)
+    stroke(page, SEVEN)
+    shown = wait_ready(page)
+    before = api_answer(server_url, shown["drawing"])
+    x = network_input(model, shown["drawing"])
+    net, c = model.network, before["index"]
+    layer = len(net.hidden) - 1
+    inspect = httpx.post(server_url + "api/inspect", json={"image": shown["drawing"]}).json()
+    push = np.array(inspect["explanation"]["hidden"][layer]) * net.dense[-1].W[:, c]
+    order = [int(j) for j in np.argsort(-push)]
+    for k in range(1, len(order) + 1):  # how many of the strongest units must go?
+        edits = Edits(off=frozenset((layer, j) for j in order[:k]))
+        expected = edited_proba(edited_copy(net, edits), x)[0]
+        if expected.argmax() != c:
+            break
+    else:
+        pytest.fail("switching off the whole last hidden layer keeps the answer")
+    for j in order[:k]:
+        click_unit(page, layer, j)
+        version = page.evaluate(READ_PAGE)["version"]
+        page.check("#unit-off")
+        wait_ready(page, version)
+    after = page.evaluate(READ_PAGE)
+    assert after["prediction"] == model.class_names[int(expected.argmax())] != before["prediction"]
+    for bar, p in zip(after["bars"], expected, strict=True):
+        assert abs(float(bar["pct"].rstrip("%")) - 100 * p) <= 0.05 + 1e-6
+    assert page.evaluate("() => document.querySelectorAll('.unit.off').length") == k
+    assert f"{k} unit" in page.text_content("#edits-summary")
+    assert "before your changes" in page.text_content("#confidence")
+    accuracy = scores_for(page, edits.to_json())
+    x_test = model.scaler.transform(test_set.x_test)
+    assert accuracy == edited_scores(net, edits, x_test, test_set.y_test)["accuracy"]
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-units-switched-off.png"), full_page=True,
+                    animations="disabled")
+    version = page.evaluate(READ_PAGE)["version"]
+    page.click("#reset-edits")
+    wait_ready(page, version)
+    assert page.text_content("#prediction") == before["prediction"]
+    assert page.evaluate("() => document.querySelectorAll('.unit.off').length") == 0
+
+
+def test_a_units_arithmetic_is_the_librarys(page, server_url, model) -> None:
+    from digitnet.inside import Edits, unit_math
+
+    stroke(page, SEVEN)
+    shown = wait_ready(page)
+    click_unit(page, 0, 3)
+    x = network_input(model, shown["drawing"])[0]
+    expected = unit_math(model.network, x, 0, 3, Edits())
+    z = float(page.get_attribute("#unit-math", "data-z"))
+    assert z == pytest.approx(expected["z"], abs=1e-5)
+    text = page.text_content("#unit-math")
+    assert f"{expected['bias']:.3f}" in text and f"{expected['z']:.3f}" in text
+    # a bias shift moves z by just that much
+    page.evaluate("""() => { const s = document.querySelector('#unit-bias');
+      s.value = '2'; s.dispatchEvent(new Event('input', {bubbles: true})); }""")
+    page.wait_for_function("(z) => Math.abs(Number(document.querySelector('#unit-math')"
+                           ".dataset.z) - z) < 1e-5", arg=expected["z"] + 2, timeout=15_000)
+    assert "shifted +2.0" in page.text_content("#unit-math")
+
+
+def test_temperature_changes_the_softmax_not_the_answer(page, server_url) -> None:
+    stroke(page, SEVEN)
+    shown = wait_ready(page)
+    page.evaluate("""() => { const s = document.querySelector('#temperature');
+      s.value = '0.6'; s.dispatchEvent(new Event('input', {bubbles: true})); }""")
+    hot = wait_ready(page, shown["version"])
+    assert hot["prediction"] == shown["prediction"]
+    body = page.evaluate("() => window.digitnetLastResult")
+    t = 10 ** 0.6  # the slider is log10(T)
+    assert body["softmax"]["temperature"] == pytest.approx(t)
+    z = np.array(body["softmax"]["logits"])
+    expected = np.exp(z / t - (z / t).max())
+    np.testing.assert_allclose(body["probabilities"], expected / expected.sum(), rtol=1e-6)
+    assert page.text_content("#temperature-value") == f"{t:.2f}"
+    assert max(body["probabilities"]) < max(api_answer(server_url, shown["drawing"])[
+        "probabilities"])  # less sure
+    top = page.text_content("#softmax tr.top")
+    assert top is not None and top.startswith(shown["prediction"])
+
+
+def test_points_map_shows_the_image_under_the_pointer(page, server_url, test_set,
+                                                       model) -> None:
+    from digitnet.projection import sample_indices
+
+    settled(page)
+    points = httpx.post(server_url + "api/points", json={}).json()
+    layer = int(page.get_attribute("#points", "data-layer"))
+    xy = np.array(points["layers"][layer]["points"])
+    # where the page puts point i: the same scaling as inside.js (12 px margin, y upwards)
+    size, pad = 520, 12
+    lo, hi = xy.min(axis=0), xy.max(axis=0)
+    at = pad + (xy - lo) * (size - 2 * pad) / np.maximum(hi - lo, 1e-12)
+    at[:, 1] = size - at[:, 1]
+    gaps = np.linalg.norm(at[:, None] - at[None], axis=2) + np.eye(len(at)) * 1e9
+    i = int(gaps.min(axis=1).argmax())  # the loneliest point: nothing else under the pointer
+    page.locator("#points").scroll_into_view_if_needed()
+    box = page.locator("#points").bounding_box()
+    page.mouse.move(box["x"] + at[i, 0] * box["width"] / size,
+                    box["y"] + at[i, 1] * box["height"] / size)
+    page.wait_for_selector("#points-tip", state="visible")
+    assert page.get_attribute("#points-tip", "data-index") == str(i)
+    idx = sample_indices(len(test_set.y_test), 1000, seed=0)[i]
+    truth = model.class_names[int(test_set.y_test[idx])]
+    assert page.text_content("#points-tip-text").startswith((truth, f"true {truth}"))
+    page.click('#points-layers button[data-layer="0"]')
+    assert page.get_attribute("#points", "data-layer") == "0"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "browser-points-map.png"), full_page=True,
+                    animations="disabled")
+
+
+def test_how_fast_the_page_answers_a_stroke(page) -> None:
+    """Time from each pointer event to the answer that includes it on screen, measured in
+    the browser (``performance.now()``) and written to test-artifacts/page-latency.json;
+    reported, never asserted (machines are noisy)."""
+    settled(page)
+    page.evaluate("() => { window.digitnetTimings = []; }")
+    for i in range(4):
+        stroke(page, [(0.3 + 0.1 * i, 0.2), (0.35 + 0.1 * i, 0.8)], steps=15)
+        wait_ready(page, page.evaluate(READ_PAGE)["version"] - 1)
+    timings = page.evaluate("() => window.digitnetTimings")
+    assert len(timings) >= 40 and all(t >= 0 for t in timings)
+    ms = np.array(timings)
+    report = {"events": len(ms), "median_ms": round(float(np.median(ms)), 1),
+              "p90_ms": round(float(np.percentile(ms, 90)), 1),
+              "max_ms": round(float(ms.max()), 1), "share_within_100_ms":
+              round(float(np.mean(ms <= 100)), 3)}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "page-latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"page latency: {report}")

@@ -499,3 +499,174 @@ def test_a_request_that_is_not_http_gets_a_json_400(model_path: Path) -> None:
     finally:
         err = _stop(process)
     assert "Traceback" not in err
+
+
+# ---------------------------------------------------------------------- inside view
+
+@pytest.fixture
+def model_test_set(model: TrainedModel, request: pytest.FixtureRequest) -> Any:
+    """The data set the ``model`` fixture was trained on."""
+    from digitnet.data import load_dataset
+
+    if model.dataset == "mnist":
+        return request.getfixturevalue("mnist")
+    return load_dataset(model.dataset)
+
+
+@pytest.fixture
+def inside_client(model: TrainedModel, model_test_set: Any) -> TestClient:
+    return TestClient(create_app(model, test_set=model_test_set))
+
+
+def _seven_pixels(model: TrainedModel) -> list[int]:
+    pred = predict_bytes(model, png_bytes(SEVEN, paper=(255, 255, 255, 255)))
+    return [int(v) for v in pred.input_pixels().ravel()]
+
+
+def test_inspect_without_edits_answers_as_predict(inside_client: TestClient,
+                                                  model: TrainedModel) -> None:
+    drawing = {"image": data_url(png_bytes(SEVEN))}
+    plain = inside_client.post("/api/predict", json=drawing).json()
+    inside = inside_client.post("/api/inspect", json={**drawing, "unit": [0, 1]}).json()
+    assert inside["prediction"] == plain["prediction"] and "unedited" not in inside
+    np.testing.assert_allclose(inside["probabilities"], plain["probabilities"], atol=1e-6)
+    assert inside["input"] == plain["input"]
+    hidden = inside["explanation"]["hidden"]
+    assert [len(h) for h in hidden] == list(model.network.hidden)
+    assert inside["unit"]["layer"] == 0 and inside["unit"]["unit"] == 1
+    assert inside["unit"]["output"] == pytest.approx(hidden[0][1], abs=1e-5)
+    assert inside["softmax"]["probabilities"] == pytest.approx(inside["probabilities"])
+
+
+def test_switching_off_units_changes_the_answer_as_the_library_says(
+        inside_client: TestClient, model: TrainedModel) -> None:
+    from digitnet.inside import Edits, edited_copy, edited_proba
+
+    pixels = _seven_pixels(model)
+    x = model.scaler.transform(to_model_input(np.array(pixels).reshape(
+        model.image_shape) / 255, model))
+    before = inside_client.post("/api/inspect", json={"pixels": pixels}).json()
+    # the hidden units that push most towards the answer, switched off one by one
+    net = model.network
+    c = before["index"]
+    push = np.array(before["explanation"]["hidden"][-1]) * net.dense[-1].W[:, c]
+    order = [int(j) for j in np.argsort(-push)]
+    layer = len(net.hidden) - 1
+    for k in range(1, len(order) + 1):
+        edits = Edits(off=frozenset((layer, j) for j in order[:k]))
+        expected = edited_proba(edited_copy(net, edits), x)[0]
+        if expected.argmax() != c:
+            break
+    else:
+        pytest.fail("switching off every unit of the last layer keeps the answer")
+    after = inside_client.post("/api/inspect", json={
+        "pixels": pixels, "edits": edits.to_json()}).json()
+    assert after["index"] == int(expected.argmax()) != before["index"]
+    np.testing.assert_allclose(after["probabilities"], expected, atol=1e-6)
+    assert after["unedited"]["prediction"] == before["prediction"]
+    assert all(after["explanation"]["hidden"][layer][j] == 0 for j in order[:k])
+
+
+def test_scores_of_edited_networks(inside_client: TestClient, model: TrainedModel,
+                                   model_test_set: Any) -> None:
+    from sklearn.metrics import accuracy_score
+
+    plain = inside_client.post("/api/scores", json={}).json()
+    assert plain["edited"] == plain["original"]
+    assert plain["original"]["accuracy"] == pytest.approx(accuracy_score(
+        model_test_set.y_test, model.predict(model_test_set.x_test)))
+    pruned = inside_client.post("/api/scores", json={"edits": {"prune": 0.95}}).json()
+    assert pruned["original"] == plain["original"]
+    assert pruned["edited"]["accuracy"] < plain["original"]["accuracy"]
+    hot = inside_client.post("/api/scores", json={"edits": {"temperature": 5}}).json()
+    assert hot["edited"]["accuracy"] == plain["original"]["accuracy"]
+    assert hot["edited"]["loss"] != plain["original"]["loss"]
+
+
+def test_points_map_and_its_images(inside_client: TestClient, model: TrainedModel,
+                                   model_test_set: Any) -> None:
+    from digitnet.projection import layer_representations, pca_2d, sample_indices
+
+    points = inside_client.post("/api/points", json={}).json()
+    idx = sample_indices(len(model_test_set.y_test), 1000, seed=0)
+    assert points["n"] == len(idx) and points["labels"] == model_test_set.y_test[idx].tolist()
+    assert points["predicted"] == model.predict(model_test_set.x_test[idx]).tolist()
+    assert len(points["layers"]) == len(model.network.hidden) + 2
+    reps = layer_representations(model.network, model.scaler.transform(model_test_set.x_test[idx]))
+    for shown, (name, values) in zip(points["layers"], reps, strict=True):
+        assert shown["name"] == name
+        np.testing.assert_allclose(shown["points"], pca_2d(values), atol=2e-3)
+    images = inside_client.get("/api/points/images").json()
+    grey = np.frombuffer(base64.b64decode(images["pixels"]), np.uint8).reshape(images["shape"])
+    lo, hi = model.scaler.lo, model.scaler.hi
+    raw = model_test_set.x_test[idx].reshape(grey.shape)
+    np.testing.assert_allclose(grey, (raw - lo) * 255 / (hi - lo), atol=0.5)
+
+
+def test_the_edited_model_downloads_and_the_saved_one_is_untouched(
+        inside_client: TestClient, model: TrainedModel, model_path: Path,
+        tmp_path: Path, model_test_set: Any) -> None:
+    from digitnet.inside import Edits, edited_copy, edited_scores
+    from digitnet.model_io import load_model
+
+    saved = model_path.read_bytes()
+    edits = Edits(off=frozenset({(0, 0), (0, 1)}), prune=0.5)
+    answer = inside_client.post("/api/edited-model", json={"edits": edits.to_json()})
+    assert answer.status_code == 200
+    assert "model-edited.npz" in answer.headers["content-disposition"]
+    (tmp_path / "edited.npz").write_bytes(answer.content)
+    edited = load_model(tmp_path / "edited.npz")
+    for a, b in zip(edited.network.get_state(), edited_copy(model.network, edits).get_state(),
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    x = model.scaler.transform(model_test_set.x_test)
+    assert edited.info["test_accuracy"] == edited_scores(
+        model.network, edits, x, model_test_set.y_test)["accuracy"]
+    assert edited.info["edited_from"]["edits"] == edits.to_json()
+    assert model_path.read_bytes() == saved
+
+
+def test_inside_view_without_a_test_set_says_why(client: TestClient) -> None:
+    info = client.get("/api/model").json()
+    assert info["test_set"] is None and "without a test set" in info["test_set_missing"]
+    for url in ("/api/scores", "/api/points"):
+        answer = client.post(url, json={})
+        assert answer.status_code == 409 and "no test set" in answer.json()["error"]
+    assert client.get("/api/points/images").status_code == 409
+
+
+@pytest.mark.parametrize("payload, message", [
+    ({"pixels": [0] * 4, "edits": {"prune": 2}}, "prune: expected a share between 0 and 1"),
+    ({"edits": {}}, "give exactly one of"),
+    ({"pixels": [0], "unit": [0]}, "'unit' must be [layer, unit]"),
+    ({"pixels": [0], "unit": [99, 0]}, "unit: no unit 0 in layer 99"),
+    ({"pixels": [0], "edits": {"off": [[0, 100000]]}}, "off: no hidden unit 100000"),
+    ({"pixels": [0], "colour": 1}, "unknown field(s): colour"),
+])
+def test_malformed_inspect_requests(client: TestClient, model: TrainedModel,
+                                    payload: dict[str, Any], message: str) -> None:
+    if "pixels" in payload:
+        payload = {**payload, "pixels": [0] * model.network.n_inputs}
+    answer = client.post("/api/inspect", json=payload)
+    assert answer.status_code == 400 and message in answer.json()["error"]
+
+
+def test_serve_finds_the_test_set_or_says_it_is_missing(model: TrainedModel,
+                                                        tmp_path: Path) -> None:
+    import dataclasses
+
+    from digitnet.cli.serve import load_test_set
+    from digitnet.data import load_dataset
+
+    digits = load_dataset("digits")
+    net = type(model.network)(64, (8,), 10, seed=0)
+    from digitnet.data.preprocessing import MinMaxScaler
+
+    digits_model = dataclasses.replace(model, network=net, dataset="digits",
+                                       scaler=MinMaxScaler(0.0, 16.0), image_shape=(8, 8),
+                                       class_names=digits.class_names)
+    found, note = load_test_set(digits_model, None)
+    assert found is not None and note is None and found.name == "digits"
+    mnist_model = dataclasses.replace(digits_model, dataset="mnist")
+    missing, note = load_test_set(mnist_model, str(tmp_path))
+    assert missing is None and note is not None and "mnist is not on this computer" in note

@@ -29,6 +29,10 @@ def register(sub: Any) -> None:
         "API: POST /api/predict, GET /api/model, GET /api/health. Stop with Ctrl-C.",
     )
     p.add_argument("--model", required=True, metavar="PATH", help="model.npz (or its run folder)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder with the model's data set (IDX files), for the test accuracy "
+                   "and the points map of the inside view; default: $DIGITNET_DATA_DIR, then "
+                   "the cache (never a download; without it the page says so)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this computer only; "
                    "0.0.0.0 lets other computers on your network in)")
@@ -68,6 +72,25 @@ def open_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def load_test_set(model: Any, data_dir: str | None) -> tuple[Any, str | None]:
+    """The model's data set when it is at hand (no download), else ``None`` and why."""
+    from digitnet.data import load_dataset
+    from digitnet.errors import DigitnetError
+
+    if model.dataset not in common.DATASETS:
+        return None, f"the model was trained on {model.dataset!r}, not a known data set"
+    try:
+        dataset = load_dataset(model.dataset, data_dir, download_ok=False, progress=False)
+    except DigitnetError as exc:
+        note = f"{model.dataset} is not on this computer ({str(exc).splitlines()[0]})"
+        print(f"digitnet serve: no test set for the inside view: {note}", file=sys.stderr)
+        return None, note
+    if dataset.n_features != model.network.n_inputs or \
+            list(dataset.class_names) != list(model.class_names):
+        return None, f"data set {model.dataset!r} does not match the model"
+    return dataset, None
+
+
 def run(args: argparse.Namespace) -> int:
     from digitnet.predict import load_predictor
     from digitnet.web import create_app
@@ -78,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     loopback = args.host in LOOPBACK_HOSTS
     allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
-    app = create_app(model, allowed_hosts=allowed)
+    test_set, note = load_test_set(model, args.data_dir)
+    app = create_app(model, allowed_hosts=allowed, test_set=test_set, test_set_note=note)
     server = make_server(app, args.log_level, access_log=args.log_level in ("info", "debug"),
                          request_timeout=args.request_timeout,
                          max_connections=args.max_connections)

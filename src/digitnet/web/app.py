@@ -6,7 +6,12 @@ Routes:
   served from ``/static``, nothing from other sites, so the page works offline);
 * ``GET /api/health``: ``{"status": "ok"}``;
 * ``GET /api/model``: architecture, data set, test accuracy, class names, input shape;
-* ``POST /api/predict``: see :mod:`digitnet.web.service`.
+* ``POST /api/predict``: see :mod:`digitnet.web.service`;
+* the inside view (:mod:`digitnet.inside`), each on a copy of the network with the request's
+  ``"edits"``: ``POST /api/inspect`` (prediction, every unit's output, saliency, softmax
+  steps, one unit's arithmetic), ``POST /api/scores`` (test accuracy), ``POST /api/points``
+  and ``GET /api/points/images`` (the points map), ``POST /api/edited-model`` (the edited
+  network as a model file to download).
 
 Every error is JSON ``{"error": "..."}`` with a 4xx status (413 for a body over
 ``max_body_bytes``, 400 for a ``Host`` that is not accepted, for JSON nested too deep or
@@ -19,7 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from digitnet.data.datasets import Dataset
 from digitnet.model_io import TrainedModel
 from digitnet.web.service import ApiError, PredictionService
 
@@ -118,6 +124,8 @@ def create_app(
     max_body_bytes: int = MAX_BODY_BYTES,
     allowed_hosts: Sequence[str] | None = None,
     max_concurrent: int = MAX_CONCURRENT_PREDICTIONS,
+    test_set: Dataset | None = None,
+    test_set_note: str | None = None,
 ) -> Starlette:
     """The web application for ``model``.
 
@@ -132,8 +140,12 @@ def create_app(
         ``None`` accepts any.
     max_concurrent : int
         Predictions that may run at once; further requests wait for a free slot.
+    test_set : Dataset, optional
+        The model's data set: its test images let the inside view measure an edited
+        network's accuracy and draw the points map (``test_set_note`` says why it is
+        missing, when it is).
     """
-    service = PredictionService(model)
+    service = PredictionService(model, test_set, test_set_note)
     slots = anyio.CapacityLimiter(max_concurrent)
 
     async def index(request: Request) -> Response:
@@ -145,24 +157,43 @@ def create_app(
     async def model_info(request: Request) -> Response:
         return JSONResponse(service.model_info())
 
-    async def predict(request: Request) -> Response:
+    async def json_payload(request: Request) -> Any:
+        """The request's JSON body, or a JSON error response to send instead."""
         try:
             body = await read_body(request, max_body_bytes)
         except ClientDisconnect:  # gone (or cut off for sending too slowly): nobody to answer
             return error_response(400, "the client went away before sending its request")
         try:
-            payload = json.loads(body)
+            return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             return error_response(400, "the request body is not valid JSON")
         except (ValueError, RecursionError):  # an integer of thousands of digits; deep nesting
             return error_response(400, "the request body is JSON digitnet does not read "
                                        "(nested too deep, or a number too long)")
+
+    def json_route(work: Callable[[Any], Any]) -> Callable[[Request], Awaitable[Response]]:
+        """An endpoint that reads a JSON body and answers ``work(payload)`` (run in a worker
+        thread, at most ``max_concurrent`` at a time): JSON, or a model file's bytes."""
+        async def endpoint(request: Request) -> Response:
+            payload = await json_payload(request)
+            if isinstance(payload, Response):
+                return payload
+            try:
+                result = await anyio.to_thread.run_sync(work, payload, limiter=slots)
+            except ApiError as exc:
+                return error_response(exc.status, exc.message)
+            if isinstance(result, bytes):
+                return Response(result, media_type="application/octet-stream", headers={
+                    "content-disposition": 'attachment; filename="model-edited.npz"'})
+            return JSONResponse(result)
+        return endpoint
+
+    async def points_images(request: Request) -> Response:
         try:
-            result = await anyio.to_thread.run_sync(service.predict_payload, payload,
-                                                    limiter=slots)
+            return JSONResponse(await anyio.to_thread.run_sync(service.points_images,
+                                                               limiter=slots))
         except ApiError as exc:
             return error_response(exc.status, exc.message)
-        return JSONResponse(result)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -177,7 +208,12 @@ def create_app(
         Route("/", index, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
         Route("/api/model", model_info, methods=["GET"]),
-        Route("/api/predict", predict, methods=["POST"]),
+        Route("/api/predict", json_route(service.predict_payload), methods=["POST"]),
+        Route("/api/inspect", json_route(service.inspect_payload), methods=["POST"]),
+        Route("/api/scores", json_route(service.scores_payload), methods=["POST"]),
+        Route("/api/points", json_route(service.points_payload), methods=["POST"]),
+        Route("/api/points/images", points_images, methods=["GET"]),
+        Route("/api/edited-model", json_route(service.edited_model), methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [Middleware(SecurityHeaders)]

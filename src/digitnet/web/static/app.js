@@ -1,7 +1,8 @@
-// digitnet drawing page: draw on #pad, send the drawing to /api/predict as a PNG data URL,
-// show the prediction, one bar per class and the preprocessed image the network saw.
+// digitnet drawing page: draw on #pad, send the drawing to /api/inspect as a PNG data URL,
+// show the prediction, one bar per class and the preprocessed image the network saw, and
+// hand the rest of the answer to the inside view (inside.js).
 // The server does all preprocessing, so the page and `digitnet predict` agree exactly.
-"use strict";
+import { createInside } from "./inside.js";
 
 (() => {
   const pad = document.getElementById("pad");
@@ -29,6 +30,9 @@
   let inFlight = false;
   let hasInk = false;
   let stroke = null; // points of the stroke being drawn
+  let inside = null; // the inside view, once the model is known
+  const changedAt = new Map(); // version -> when it was made (performance.now())
+  window.digitnetTimings = []; // ms from a change of the drawing to its answer on screen
   let beforeStroke = null; // the canvas before it, to redraw the stroke as one smooth path
 
   const percent = (p) => `${(100 * p).toFixed(1)}%`;
@@ -105,6 +109,7 @@
     shown = version;
     hasInk = false;
     showEmpty();
+    if (inside) inside.renderWithoutDrawing();
   }
 
   document.getElementById("clear").addEventListener("click", clearDrawing);
@@ -115,7 +120,20 @@
   // --------------------------------------------------------------- prediction
   function drawingChanged() {
     version += 1;
+    changedAt.set(version, performance.now());
     hasInk = true;
+    setState();
+    requestPrediction();
+  }
+
+  // A change in the inside view (an edit, a unit clicked): ask again for the same drawing.
+  function insideChanged() {
+    if (!inside) return;
+    if (!hasInk) {
+      inside.renderWithoutDrawing();
+      return;
+    }
+    version += 1;
     setState();
     requestPrediction();
   }
@@ -136,10 +154,10 @@
     const asked = version;
     let errorText = null;
     try {
-      const response = await fetch("/api/predict", {
+      const response = await fetch("/api/inspect", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ image: pad.toDataURL("image/png") }),
+        body: JSON.stringify({ image: pad.toDataURL("image/png"), ...(inside ? inside.request() : {}) }),
       });
       const body = await response.json().catch(() => ({ error: `HTTP ${response.status}` }));
       if (asked > clearedAt) {
@@ -164,6 +182,9 @@
     predictionEl.textContent = body.prediction;
     predictionEl.classList.toggle("long", body.prediction.length > 2);
     confidenceEl.textContent = `${percent(body.probability)} probability`;
+    if (body.unedited && body.unedited.prediction !== body.prediction) {
+      confidenceEl.textContent += ` (${body.unedited.prediction} before your changes)`;
+    }
     body.probabilities.forEach((p, i) => {
       const item = barsEl.children[i];
       if (!item) return;
@@ -175,7 +196,15 @@
     statusEl.textContent = "";
     statusEl.classList.remove("error");
     shown = asked;
+    if (inside) inside.render(body);
     window.digitnetLastResult = body;
+    // every change up to `asked` is on screen now: how long did each wait?
+    for (const [v, t] of changedAt) {
+      if (v <= asked) {
+        window.digitnetTimings.push(performance.now() - t);
+        changedAt.delete(v);
+      }
+    }
   }
 
   function drawPreview(shape, pixels) {
@@ -257,8 +286,11 @@
           `Your drawing after preprocessing, reduced to the ${h}×${w} pixels this model reads.`;
       }
       showEmpty();
+      inside = createInside(info, insideChanged);
+      inside.renderWithoutDrawing();
     } catch (err) {
       showError("cannot load the model description from the server");
+      console.error(err);
     }
   }
 
