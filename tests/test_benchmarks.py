@@ -131,7 +131,9 @@ def test_without_pytorch_only_digitnets_column_is_filled(
 
 
 def test_memory_probe_sees_a_childs_allocation() -> None:
-    code = "import numpy as np; a = np.ones(80 * 2**20 // 8); print(a.sum())"
+    # held for 0.3 s: the probe samples every 20 ms, and a loaded machine may delay it
+    code = ("import time, numpy as np; a = np.ones(80 * 2**20 // 8); time.sleep(0.3); "
+            "print(a.sum())")
     done = subprocess.run([sys.executable, "-m", "benchmarks.child_rss", sys.executable, "-c",
                            code], capture_output=True, text=True, check=True, timeout=60)
     memory = json.loads(done.stdout.strip().splitlines()[-1])

@@ -172,7 +172,9 @@ def test_train_with_every_option(capsys: pytest.CaptureFixture[str], tmp_path: P
         "--epochs", "2", "--batch-size", "64", "--lr", "0.05", "--optimizer", "nesterov",
         "--momentum", "0.8", "--weight-decay", "1e-4", "--schedule", "cosine",
         "--warmup-epochs", "0.5", "--validation-fraction", "0.2", "--patience", "3",
-        "--seed", "7", "--dtype", "float64", "--out", str(out_dir), *FAST,
+        "--seed", "7", "--dtype", "float64", "--dropout", "0.25", "--input-dropout", "0.1",
+        "--label-smoothing", "0.05", "--max-norm", "3.5", "--ema", "0.99",
+        "--out", str(out_dir), *FAST,
     )
     assert code == 0, err
     config = json.loads((out_dir / "metrics.json").read_text())["config"]
@@ -180,8 +182,13 @@ def test_train_with_every_option(capsys: pytest.CaptureFixture[str], tmp_path: P
         "hidden": [32, 16], "activation": "tanh", "epochs": 2, "batch_size": 64, "lr": 0.05,
         "optimizer": "nesterov", "momentum": 0.8, "weight_decay": 1e-4, "schedule": "cosine",
         "warmup_epochs": 0.5, "validation_fraction": 0.2, "patience": 3, "seed": 7,
-        "dtype": "float64",
+        "dtype": "float64", "dropout": 0.25, "input_dropout": 0.1, "label_smoothing": 0.05,
+        "max_norm": 3.5, "ema": 0.99,
     }
+    from digitnet.model_io import load_model
+
+    network = load_model(out_dir).network
+    assert (network.dropout, network.input_dropout) == (0.25, 0.1)
 
 
 # ---------------------------------------------------------------------- bad input

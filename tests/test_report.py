@@ -23,8 +23,11 @@ from digitnet.metrics import classification_report
 from digitnet.model_io import TrainedModel
 from digitnet.report import (
     FIGURE_FILES,
+    OPTIONAL_FIGURE_FILES,
     REPORT_FILE,
+    ROBUSTNESS_FILE,
     ReportError,
+    format_percent,
     format_score,
     most_confident_mistakes,
     samples_per_class,
@@ -117,9 +120,13 @@ def rows_by_first_cell(table: list[list[str]]) -> dict[str, list[str]]:
 
 # --------------------------------------------------------------------------- files
 def test_every_figure_and_the_page_are_written(digits_run: Run) -> None:
-    for name in (*FIGURE_FILES, REPORT_FILE, MODEL_FILE, METRICS_FILE):
+    for name in (*FIGURE_FILES, ROBUSTNESS_FILE, REPORT_FILE, MODEL_FILE, METRICS_FILE):
         assert (digits_run.folder / name).is_file(), name
-    assert len(FIGURE_FILES) == 6
+    assert len(FIGURE_FILES) == 9
+    for name in ("robustness.png", "coverage.png", "points_map.png"):
+        assert name in FIGURE_FILES
+    for name in OPTIONAL_FIGURE_FILES:  # t-SNE only with --tsne
+        assert not (digits_run.folder / name).exists()
     leftovers = [p.name for p in digits_run.folder.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
 
@@ -190,6 +197,46 @@ def test_the_numbers_differ_between_runs(digits_run: Run, tmp_path: Path) -> Non
     assert rows_by_first_cell(page.tables["average-metrics"])["F1"][0] == "0.6543"
 
 
+def test_robustness_json_holds_the_curves(digits_run: Run) -> None:
+    numbers = json.loads((digits_run.folder / ROBUSTNESS_FILE).read_text())
+    damage, coverage = numbers["damage"], numbers["coverage"]
+    n_test = len(digits_run.dataset.y_test)
+    assert damage["n_test"] == coverage["n_test"] == n_test
+    assert damage["sample_size"] == n_test  # 360 digits: fewer than the sample size
+    assert damage["undamaged_accuracy"] == digits_run.metrics["test_accuracy"]
+    assert set(damage["curves"]) == {"noise", "rotation", "thickness"}
+    for curve in damage["curves"].values():
+        assert len(curve["levels"]) == len(curve["accuracy"]) >= 5
+        assert curve["accuracy"][curve["levels"].index(0)] == damage["undamaged_accuracy"]
+    first = coverage["rows"][0]
+    assert first["threshold"] == 0 and first["coverage"] == 1.0
+    assert first["accuracy"] == digits_run.metrics["test_accuracy"]
+
+
+def test_page_shows_the_robustness_tables(digits_run: Run) -> None:
+    numbers = json.loads((digits_run.folder / ROBUSTNESS_FILE).read_text())
+    page = parse_page(digits_run.folder / REPORT_FILE)
+    for kind, curve in numbers["damage"]["curves"].items():
+        table = page.tables[f"robustness-{kind}"]
+        assert [row[1] for row in table[1:]] == [format_percent(a) for a in curve["accuracy"]]
+    thickness = [row[0] for row in page.tables["robustness-thickness"][1:]]
+    assert thickness == ["-1", "0", "+1", "+2", "+3"]
+    coverage = rows_by_first_cell(page.tables["coverage"])
+    assert list(coverage)[1:] == ["0", "0.5", "0.9", "0.99", "0.999"]
+    rows = {r["threshold"]: r for r in numbers["coverage"]["rows"]}
+    n = numbers["coverage"]["n_test"]
+    for key, row in coverage.items():
+        if key == "threshold":
+            continue
+        record = rows[float(key)]
+        assert row[0] == format_percent(record["coverage"])
+        assert row[1] == f"{round(record['coverage'] * n):,} of {n:,}"
+    assert coverage["0"][2] == format_percent(digits_run.metrics["test_accuracy"])
+    text = (digits_run.folder / REPORT_FILE).read_text(encoding="utf-8")
+    assert "Measured on all 360 test images" in text  # the caption names the sample
+    assert "{damage_sample}" not in text and "{points_sample}" not in text
+
+
 def test_report_refuses_a_different_data_set(digits_run: Run, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     other = Dataset("other", rng.integers(0, 255, (50, 784), dtype=np.uint8),
@@ -219,12 +266,32 @@ def test_report_command_regenerates_the_figures(
     assert per_class["0"][0] == format_score(digits_run.metrics["per_class"]["0"]["precision"])
 
 
+def test_report_tsne_adds_its_figure(
+    digits_run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "copy"
+    shutil.copytree(digits_run.folder, folder)
+    assert main(["report", str(folder), "--tsne", "--no-progress"]) == 0
+    assert f"drew {len(FIGURE_FILES) + 1} figures" in capsys.readouterr().err
+    tsne = folder / OPTIONAL_FIGURE_FILES[0]
+    with Image.open(tsne) as image:
+        assert image.format == "PNG" and image.size[0] >= 600
+    page = parse_page(folder / REPORT_FILE)
+    embedded = [base64.b64decode(src.split(",", 1)[1]) for src in page.img_src]
+    assert len(page.img_src) == len(FIGURE_FILES) + 1
+    assert tsne.read_bytes() in embedded and tsne.name in page.hrefs
+    # Redrawn without --tsne: the t-SNE map goes, so the folder holds what the page shows.
+    assert main(["report", str(folder), "--no-progress"]) == 0
+    assert not tsne.exists()
+    assert len(parse_page(folder / REPORT_FILE).img_src) == len(FIGURE_FILES)
+
+
 def test_train_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
                  "--out", str(out), "--no-progress"]) == 0
     assert f"report: {out / REPORT_FILE}" in capsys.readouterr().out
-    for name in (*FIGURE_FILES, REPORT_FILE):
+    for name in (*FIGURE_FILES, ROBUSTNESS_FILE, REPORT_FILE):
         assert (out / name).is_file(), name
 
 
@@ -235,6 +302,13 @@ def test_train_no_plots_writes_no_figures(
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
                  "--out", str(out), "--no-progress", "--no-plots"]) == 0
     assert "report:" not in capsys.readouterr().out
+    assert sorted(p.name for p in out.iterdir()) == [METRICS_FILE, MODEL_FILE]
+    # Over a run with a report: --force --no-plots removes its figures and numbers.
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
+                 "--out", str(out), "--no-progress", "--force"]) == 0
+    (out / OPTIONAL_FIGURE_FILES[0]).write_bytes(b"an earlier t-SNE map")
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
+                 "--out", str(out), "--no-progress", "--no-plots", "--force"]) == 0
     assert sorted(p.name for p in out.iterdir()) == [METRICS_FILE, MODEL_FILE]
 
 
@@ -431,6 +505,65 @@ def test_training_samples_have_one_labelled_row_per_class() -> None:
     # Row of class "two" holds only images whose pixels are 200.
     row = mosaic[1 + 2 * 5 : 1 + 2 * 5 + 4]
     assert np.nanmin(row) == np.nanmax(row) == 200
+
+
+def test_damage_curves_draw_one_panel_per_kind_with_the_undamaged_line() -> None:
+    curves = {
+        "noise": {"title": "Gaussian noise", "unit": "std", "levels": [0.0, 0.5],
+                  "accuracy": [0.9, 0.4]},
+        "thickness": {"title": "Stroke thickness", "unit": "pixels", "levels": [-1, 0, 2],
+                      "accuracy": [0.7, 0.9, 0.5]},
+    }
+    fig = plots.damage_curves(curves, 0.9, sample_size=100, n_test=500, n_classes=10)
+    axes = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in axes] == ["Gaussian noise", "Stroke thickness"]
+    assert all(ax.get_xlabel() for ax in axes) and axes[0].get_ylabel() == "accuracy"
+    line = axes[1].get_lines()[0]
+    assert list(line.get_xdata()) == [-1, 0, 2] and list(line.get_ydata()) == [0.7, 0.9, 0.5]
+    labels = [t.get_text() for legend in fig.legends for t in legend.get_texts()]
+    assert labels == ["accuracy when damaged", "undamaged, same images (90.00 %)",
+                      "chance (10 %)"]
+    assert "sample of 100 of 500" in fig.get_suptitle()
+    assert "all 500" in plots.damage_curves(curves, 0.9, 500, 500).get_suptitle()
+    plots.save_png(fig)
+
+
+def test_coverage_curve_marks_the_chosen_thresholds() -> None:
+    rows = [{"threshold": t, "coverage": c, "accuracy": a} for t, c, a in
+            ((0.0, 1.0, 0.95), (0.5, 0.97, 0.97), (0.9, 0.9, 0.99), (0.99, 0.8, 1.0),
+             (0.999, 0.0, None))]
+    fig = plots.coverage_curve(rows, marked=(0.5, 0.9, 0.99))
+    ax = fig.axes[0]
+    curve = ax.get_lines()[0]
+    assert list(curve.get_xdata()) == [1.0, 0.97, 0.9, 0.8]  # the unanswered row is left out
+    notes = [t.get_text() for t in ax.texts]
+    assert [n.split(":")[0] for n in notes] == ["threshold 0.5", "threshold 0.9",
+                                                "threshold 0.99"]
+    assert "answers 90.0 %" in notes[1] and "99.00 % of them right" in notes[1]
+    assert ax.get_xlabel().startswith("coverage") and ax.get_ylabel().startswith("accuracy")
+    empty = plots.coverage_curve([{"threshold": 1.0, "coverage": 0.0, "accuracy": None}])
+    assert "no threshold answers any image" in _texts(empty)
+
+
+def test_points_map_colours_classes_and_outlines_mistakes() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.arange(40) % 4
+    predicted = labels.copy()
+    predicted[[3, 7, 11]] = 0
+    panels = [(f"layer {i}", rng.normal(size=(40, 2))) for i in range(3)]
+    fig = plots.points_map(panels, labels, predicted, ["a", "b", "c", "d"], max_outlined=2)
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in titled] == ["layer 0", "layer 1", "layer 2"]
+    rings = titled[0].collections[-1]
+    assert len(rings.get_offsets()) == 2  # max_outlined of the 3 mistakes
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == ["a", "b", "c", "d", "misclassified"]
+    assert "2 of 3 misclassified outlined" in fig.get_suptitle()
+    assert titled[0].get_xlabel() == "principal component 1"
+    tsne = plots.points_map(panels, labels, predicted, ["a", "b", "c", "d"], method="t-SNE")
+    assert tsne.axes[0].get_xlabel() == "t-SNE 1"
+    with pytest.raises(ValueError, match="expected \\(40, 2\\)"):
+        plots.points_map([("bad", np.zeros((39, 2)))], labels, predicted, ["a", "b", "c", "d"])
 
 
 # -------------------------------------------------------------------- real MNIST

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,33 @@ import numpy as np
 import pytest
 
 from digitnet.cli import main
-from digitnet.robustness import coverage_accuracy, damage, disc
+from digitnet.data.datasets import Dataset, load_dataset
+from digitnet.experiment import RunOutcome, evaluate_model, train_run
+from digitnet.projection import sample_indices
+from digitnet.robustness import (
+    DAMAGE_KINDS,
+    DAMAGE_LEVELS,
+    coverage_accuracy,
+    coverage_curve,
+    damage,
+    damage_dataset,
+    disc,
+    robustness_curves,
+    take_test_images,
+)
+from digitnet.training import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def digits() -> Dataset:
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def digits_outcome(tmp_path_factory: pytest.TempPathFactory, digits: Dataset) -> RunOutcome:
+    """A small network trained on the bundled 8x8 digits, saved (for `digitnet evaluate`)."""
+    folder = tmp_path_factory.mktemp("digits-run")
+    return train_run(digits, TrainConfig(hidden=(32,), epochs=8, batch_size=32, seed=0), folder)
 
 
 def _stroke() -> np.ndarray:
@@ -81,3 +108,99 @@ def test_predict_says_it_does_not_know_below_the_threshold(
                  str(path)]) == 0
     record = json.loads(capsys.readouterr().out)[0]
     assert record["answer"] == record["prediction"]
+
+
+# ------------------------------------------------------------------ damaged data sets
+def test_damage_dataset_damages_the_test_rows_only(digits: Dataset) -> None:
+    assert damage_dataset(digits, (0.0, 16.0)) is digits  # no damage: the data set itself
+    hurt = damage_dataset(digits, (0.0, 16.0), rotation=30.0, noise=0.1)
+    assert hurt.x_test.dtype == digits.x_test.dtype and hurt.x_test.shape == digits.x_test.shape
+    assert hurt.x_train is digits.x_train and hurt.y_test is digits.y_test
+    images = digits.x_test.reshape(-1, 8, 8) / 16.0
+    expected = np.rint(16.0 * damage(images, noise=0.1, rotation=30.0)).reshape(len(images), -1)
+    np.testing.assert_array_equal(hurt.x_test, expected)
+    with pytest.raises(ValueError, match="value range \\(3, 3\\) is empty"):
+        damage_dataset(digits, (3.0, 3.0), noise=0.1)
+
+
+def test_damage_dataset_takes_the_scaler_or_its_range(
+    digits: Dataset, digits_outcome: RunOutcome
+) -> None:
+    scaler = digits_outcome.model.scaler
+    by_scaler = damage_dataset(digits, scaler, thickness=1, noise=0.2, seed=3)
+    by_range = damage_dataset(digits, (scaler.lo, scaler.hi), thickness=1, noise=0.2, seed=3)
+    np.testing.assert_array_equal(by_scaler.x_test, by_range.x_test)
+
+
+# ------------------------------------------------------------------ robustness curves
+def test_robustness_curves_are_what_evaluate_measures(
+    digits: Dataset, digits_outcome: RunOutcome
+) -> None:
+    """Each value is the accuracy of evaluate_model on the same damaged images."""
+    model = digits_outcome.model
+    curves = robustness_curves(model, digits)
+    assert curves["sample_size"] == curves["n_test"] == len(digits.y_test)  # 360 < the sample
+    assert list(curves["curves"]) == list(DAMAGE_KINDS)
+    for kind, curve in curves["curves"].items():
+        assert curve["levels"] == list(DAMAGE_LEVELS[kind])
+        for level, accuracy in zip(curve["levels"], curve["accuracy"], strict=True):
+            direct = evaluate_model(model, damage_dataset(digits, model.scaler, **{kind: level}))
+            assert accuracy == direct["test_accuracy"], (kind, level)
+
+
+def test_level_zero_is_the_undamaged_accuracy(
+    digits: Dataset, digits_outcome: RunOutcome
+) -> None:
+    curves = robustness_curves(digits_outcome.model, digits)
+    assert curves["undamaged_accuracy"] == digits_outcome.metrics["test_accuracy"]
+    for curve in curves["curves"].values():
+        assert curve["accuracy"][curve["levels"].index(0)] == curves["undamaged_accuracy"]
+    noise = curves["curves"]["noise"]["accuracy"]
+    assert noise[-1] < noise[0]  # noise of std 0.5 hurts
+
+
+def test_robustness_curves_on_a_sample_match_evaluate_on_that_sample(
+    digits: Dataset, digits_outcome: RunOutcome
+) -> None:
+    model = digits_outcome.model
+    levels = {"noise": [0.3], "thickness": [2], "rotation": [-45.0]}
+    curves = robustness_curves(model, digits, levels, sample_size=100, seed=4)
+    assert curves["sample_size"] == 100 and curves["seed"] == 4
+    sample = take_test_images(digits, sample_indices(len(digits.y_test), 100, seed=4))
+    for kind, (level,) in levels.items():
+        hurt = damage_dataset(sample, model.scaler, seed=4, **{kind: level})
+        assert curves["curves"][kind]["accuracy"] == [evaluate_model(model, hurt)["test_accuracy"]]
+    assert curves["undamaged_accuracy"] == evaluate_model(model, sample)["test_accuracy"]
+    with pytest.raises(ValueError, match="unknown kind of damage 'blur'"):
+        robustness_curves(model, digits, {"blur": [1.0]})
+
+
+def test_robustness_curves_match_the_command_line(
+    digits: Dataset, digits_outcome: RunOutcome, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`digitnet evaluate --noise/--rotation/--thickness` and the curves: one code path."""
+    folder = str(digits_outcome.out_dir)
+    curves = robustness_curves(digits_outcome.model, digits)["curves"]
+    for option, kind, level in (("--noise", "noise", 0.2), ("--rotation", "rotation", 30.0),
+                                ("--thickness", "thickness", -1)):
+        assert main(["evaluate", "--model", folder, "--json", option, str(level)]) == 0
+        reported = json.loads(capsys.readouterr().out)
+        index = curves[kind]["levels"].index(level)
+        assert reported["test_accuracy"] == curves[kind]["accuracy"][index], option
+
+
+# ---------------------------------------------------------------------- coverage curve
+def test_coverage_curve_falls_with_the_threshold(
+    digits: Dataset, digits_outcome: RunOutcome
+) -> None:
+    curve = coverage_curve(digits_outcome.test_proba, digits.y_test)
+    rows = curve["rows"]
+    assert curve["n_test"] == len(digits.y_test)
+    assert rows[0]["threshold"] == 0.0 and rows[-1]["threshold"] == 0.999
+    assert rows[0]["coverage"] == 1.0
+    assert rows[0]["accuracy"] == digits_outcome.metrics["test_accuracy"]
+    coverage = [r["coverage"] for r in rows]
+    assert all(a >= b for a, b in itertools.pairwise(coverage))
+    assert coverage[-1] < 1.0
+    with pytest.raises(ValueError, match="increasing"):
+        coverage_curve(digits_outcome.test_proba, digits.y_test, [0.9, 0.5])

@@ -41,6 +41,11 @@ class TrainConfig:
     patience: int = 0
     seed: int = 0
     dtype: str = "float32"
+    dropout: float = 0.0
+    input_dropout: float = 0.0
+    label_smoothing: float = 0.0
+    max_norm: float = 0.0
+    ema: float = 0.0
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -73,6 +78,16 @@ class TrainConfig:
             (is_int(self.patience) and self.patience >= 0, "patience must be an integer >= 0"),
             (is_int(self.seed), "seed must be an integer"),
             (self.dtype in DTYPE_NAMES, f"dtype must be one of {', '.join(DTYPE_NAMES)}"),
+            (is_finite_number(self.dropout) and 0 <= self.dropout < 1,
+             "dropout must be in [0, 1)"),
+            (is_finite_number(self.input_dropout) and 0 <= self.input_dropout < 1,
+             "input_dropout must be in [0, 1)"),
+            (is_finite_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+             "label_smoothing must be in [0, 1)"),
+            (is_finite_number(self.max_norm) and self.max_norm >= 0,
+             "max_norm must be a number >= 0 (0: no constraint)"),
+            (is_finite_number(self.ema) and 0 <= self.ema < 1,
+             "ema must be in [0, 1) (0: no weight averaging)"),
         ]
         return [message for ok, message in checks if not ok]
 

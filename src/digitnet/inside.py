@@ -229,8 +229,7 @@ def unit_math(copy: MLP, x_row: Array, layer: int, unit: int, edits: Edits,
     if output_layer:
         output = float(softmax(logits[None].astype(np.float64) / edits.temperature)[0, unit])
     else:  # f(z) itself: a switched-off unit computes it, and passes 0 on
-        f = copy.layers[2 * layer + 1]
-        assert isinstance(f, ActivationLayer)
+        f = [x for x in copy.layers if isinstance(x, ActivationLayer)][layer]
         output = float(f.activation.forward(np.array([z]))[0])
     return {
         "layer": layer, "unit": unit,

@@ -119,6 +119,54 @@ class ActivationLayer:
         return delta
 
 
+class Dropout:
+    """Inverted dropout (Srivastava et al. 2014): while training, each input is kept with
+    probability ``1 - p`` and scaled by ``1 / (1 - p)``, or set to 0::
+
+        m ~ Bernoulli(1 - p)  (n, d), drawn afresh for every batch
+        a = x * m / (1 - p)
+
+    so that the expected output equals the input and inference needs no change: outside
+    training (``active`` false, the default) the layer passes ``x`` through untouched.
+    Backward: ``dL/dx = dL/da * m / (1 - p)``.
+
+    Like the activation layers it works in place, in the buffer handed in. That buffer is
+    also the activation's output, which the activation's backward needs (``tanh' = 1 - a²``),
+    so the values before dropout are kept and put back once the layer after has used the
+    dropped ones. ``rng`` draws the masks (the network's, seeded: a run is reproducible).
+    """
+
+    def __init__(self, p: float, rng: np.random.Generator) -> None:
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = float(p)
+        self.rng = rng
+        self.active = False
+        self._scaled_mask: Array | None = None
+        self._x: Array | None = None
+        self._kept: Array | None = None
+
+    def forward(self, x: Array) -> Array:
+        """``x * m / (1 - p)`` while :attr:`active` (overwrites ``x``), else ``x``."""
+        if not self.active or self.p == 0.0:
+            self._scaled_mask = None
+            return x
+        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
+        self._scaled_mask = keep.astype(x.dtype) * x.dtype.type(1.0 / (1.0 - self.p))
+        self._x, self._kept = x, x.copy()
+        x *= self._scaled_mask
+        return x
+
+    def backward(self, delta: Array) -> Array:
+        """``delta * m / (1 - p)`` (overwrites ``delta``): the dropped units get no gradient.
+        Puts the values before dropout back into the forward buffer."""
+        if self._scaled_mask is not None:
+            delta *= self._scaled_mask
+            assert self._x is not None and self._kept is not None
+            self._x[...] = self._kept
+        return delta
+
+
 def row_max(z: Array) -> Array:
     """The largest entry of each row, ``(n, 1)``.
 
@@ -164,13 +212,21 @@ class SoftmaxCrossEntropy:
     taken of an underflowed ``p`` (see :meth:`forward`), so logits of +-1e4 still give a
     finite loss.
 
+    **Label smoothing** ``ε`` (Szegedy et al. 2016) trains towards ``(1 - ε) y + ε / K``
+    instead of the one-hot ``y``: the network is asked to keep a little probability on every
+    class, which keeps its logits from growing without end. With index targets that is
+    ``L = (1 - ε) (-log p_y) + ε mean_k(-log p_k)`` and ``dL/dz = (p - (1 - ε) y - ε / K) / n``.
+
     Targets may be one-hot rows ``(n, K)`` or integer class indices ``(n,)``. For
     indices, ``y`` is never built as a dense matrix: ``sum_k y_ik log p_ik`` is just
     ``log p_i,label_i`` and ``p - y`` subtracts 1 at each sample's label, which is
     the same arithmetic without the ``n x K`` one-hot temporary.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, smoothing: float = 0.0) -> None:
+        if not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"label smoothing must be in [0, 1), got {smoothing}")
+        self.smoothing = float(smoothing)
         self._p: Array | None = None
         self._targets: Array | Labels | None = None
         self.predictions: Labels | None = None
@@ -188,10 +244,16 @@ class SoftmaxCrossEntropy:
         rows = np.arange(n)
         self.predictions = logits.argmax(axis=1)
         logits -= logits[rows, self.predictions][:, np.newaxis]  # z - m, every entry <= 0
-        if targets.ndim == 1:  # sum_i (z - m)_i,y_i
+        eps = self.smoothing
+        if targets.ndim == 1:  # sum_i (z - m)_i,y_i (smoothed: and eps/K of every class)
             target_term = float(logits[rows, targets].sum())
+            if eps:
+                target_term = (1 - eps) * target_term + eps * float(logits.mean(axis=1).sum())
             target_weights: Array | float = 1.0
         else:  # sum_ik y_ik (z - m)_ik, and each row's total weight sum_k y_ik
+            if eps:
+                targets = (1 - eps) * targets + eps * targets.sum(axis=1, keepdims=True) \
+                    / targets.shape[1]
             target_term = float((targets * logits).sum())
             target_weights = targets.sum(axis=1)
         p = np.exp(logits, out=logits)
@@ -206,7 +268,10 @@ class SoftmaxCrossEntropy:
         delta, targets = self._p, self._targets
         n = delta.shape[0]
         if targets.ndim == 1:
-            delta[np.arange(n), targets] -= 1.0
+            eps = self.smoothing
+            delta[np.arange(n), targets] -= 1.0 - eps
+            if eps:
+                delta -= eps / delta.shape[1]
         else:
             delta -= targets
         delta /= n

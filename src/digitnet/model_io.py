@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from digitnet.config import ACTIVATION_NAMES, DTYPE_NAMES, is_int
+from digitnet.config import ACTIVATION_NAMES, DTYPE_NAMES, is_finite_number, is_int
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.errors import ModelFileError
 from digitnet.fileio import atomic_path
@@ -139,6 +139,9 @@ def _check_metadata(meta: Any) -> str | None:
                 f"dtype one of {', '.join(DTYPE_NAMES)}")
     if "seed" in cfg and not _is_int(cfg["seed"], 0, 2**63):
         return "network: seed should be an integer >= 0"
+    for key in ("dropout", "input_dropout"):
+        if key in cfg and not (is_finite_number(cfg[key]) and 0 <= cfg[key] < 1):
+            return f"network: {key} should be a number in [0, 1)"
     minmax = (meta.get("preprocessing") or {}).get("minmax") if isinstance(
         meta.get("preprocessing"), dict) else None
     if not (isinstance(minmax, dict) and all(
@@ -213,7 +216,8 @@ def load_model(path: str | os.PathLike[str]) -> TrainedModel:
         raise refuse(f"not a readable digitnet model file ({type(exc).__name__}: {exc})"
                      ) from None
     network = MLP(cfg["n_inputs"], cfg["hidden"], cfg["n_classes"], cfg["activation"],
-                  cfg["dtype"], cfg.get("seed", 0))
+                  cfg["dtype"], cfg.get("seed", 0), cfg.get("dropout", 0.0),
+                  cfg.get("input_dropout", 0.0))
     network.set_state(state)
     minmax = meta["preprocessing"]["minmax"]
     return TrainedModel(

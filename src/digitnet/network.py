@@ -22,7 +22,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.activations import get_activation
-from digitnet.layers import ActivationLayer, Dense, SoftmaxCrossEntropy, init_weights, softmax
+from digitnet.layers import (
+    ActivationLayer,
+    Dense,
+    Dropout,
+    SoftmaxCrossEntropy,
+    init_weights,
+    softmax,
+)
 
 Array = NDArray[np.floating]
 Labels = NDArray[np.integer]
@@ -48,6 +55,12 @@ class MLP:
         Floating-point type of weights and computations (float64 for gradient checks).
     seed : int
         Seeds the weight initialization: the same seed gives the same weights bit for bit.
+    dropout : float in [0, 1)
+        Inverted dropout after every hidden layer's activation, active only in
+        :meth:`loss_and_gradients` (training); 0 (default) adds no layer.
+    input_dropout : float in [0, 1)
+        The same on the input pixels (Srivastava et al. 2014 use 0.2 there, 0.5 on hidden
+        layers).
     """
 
     def __init__(
@@ -58,6 +71,8 @@ class MLP:
         activation: str = "relu",
         dtype: str = "float32",
         seed: int = 0,
+        dropout: float = 0.0,
+        input_dropout: float = 0.0,
     ) -> None:
         if len(hidden) < 1:
             raise ValueError("the network needs at least one hidden layer")
@@ -75,12 +90,23 @@ class MLP:
         self.activation = act.name
         self.dtype = dtype
         self.seed = int(seed)
+        self.dropout = float(dropout)
+        self.input_dropout = float(input_dropout)
+        # The dropout masks' own generator (seeded; its state is part of a checkpoint).
+        self.dropout_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2]))
+        self.dropouts: list[Dropout] = []
+
+        def dropout_layer(p: float) -> list[Dropout]:
+            if p == 0.0:
+                return []
+            self.dropouts.append(Dropout(p, self.dropout_rng))
+            return self.dropouts[-1:]
 
         # Dense, activation, Dense, activation, ..., Dense: each Dense owns its W and b.
         rng = np.random.default_rng(seed)
         shapes = list(itertools.pairwise(self.layer_sizes))
         self.dense: list[Dense] = []
-        self.layers: list[Dense | ActivationLayer] = []
+        self.layers: list[Dense | ActivationLayer | Dropout] = [*dropout_layer(input_dropout)]
         for i, (fan_in, fan_out) in enumerate(shapes):
             last = i == len(shapes) - 1
             # The output layer feeds softmax: Glorot keeps its logits small at the start.
@@ -90,6 +116,7 @@ class MLP:
             self.layers.append(layer)
             if not last:
                 self.layers.append(ActivationLayer(act))
+                self.layers.extend(dropout_layer(dropout))
         self.loss = SoftmaxCrossEntropy()
 
     # ------------------------------------------------------------------ shape
@@ -137,14 +164,21 @@ class MLP:
         and leaves ``dL/dW`` and ``dL/db`` of every layer in :meth:`gradients` (same order as
         :meth:`parameters`). ``targets`` are class indices ``(n,)`` or one-hot rows ``(n, K)``.
         """
-        logits = self.forward(x)
+        for dropout in self.dropouts:  # dropout is on while training, and only then
+            dropout.active = True
+        try:
+            logits = self.forward(x)
+        finally:
+            for dropout in self.dropouts:
+                dropout.active = False
         loss = self.loss.forward(logits, targets)
         labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
         assert self.loss.predictions is not None
         n_correct = int(np.count_nonzero(self.loss.predictions == labels))
         delta: Array | None = self.loss.backward()
         for layer in reversed(self.layers):
-            assert delta is not None
+            if delta is None:  # the first Dense returns no dL/dx: nothing before it learns
+                break
             delta = layer.backward(delta)
         return loss, n_correct
 
@@ -184,6 +218,8 @@ class MLP:
             "activation": self.activation,
             "dtype": self.dtype,
             "seed": self.seed,
+            "dropout": self.dropout,
+            "input_dropout": self.input_dropout,
         }
 
     def _check_input(self, x: Array) -> None:

@@ -471,3 +471,184 @@ def explanation(image: ArrayLike, saliency: ArrayLike, runner_up_saliency: Array
     axes[3].set_xlabel("hidden unit")
     axes[3].set_ylabel("activation")
     return fig
+
+
+# ------------------------------------------------------------------ robustness curves
+def _signed(value: float, _pos: int | None = None) -> str:
+    """A tick as a signed number: ``+2``, ``0``, ``-1`` (with a true minus sign, as
+    Matplotlib's own ticks)."""
+    return f"{value:+g}".replace("-", "\N{MINUS SIGN}") if value else "0"
+
+
+@_styled
+def damage_curves(curves: Mapping[str, Mapping[str, Any]], undamaged_accuracy: float,
+                  sample_size: int, n_test: int, n_classes: int | None = None) -> Figure:
+    """Accuracy against the level of each kind of damage, one panel per kind.
+
+    ``curves`` maps a kind to ``{"title", "unit", "levels", "accuracy"}`` (as
+    :func:`digitnet.robustness.robustness_curves` returns them); ``undamaged_accuracy`` (on
+    the same ``sample_size`` of ``n_test`` test images) is drawn as a dotted line in every
+    panel, and chance (``1 / n_classes``) as a grey one. The legend sits below the panels.
+    """
+    kinds = list(curves)
+    fig = Figure(figsize=(max(6.0, 4.3 * len(kinds)), 4.6), layout="constrained")
+    of = "all" if sample_size >= n_test else f"a seeded sample of {sample_size:,} of"
+    fig.suptitle(f"Accuracy on damaged test images ({of} {n_test:,} test images)")
+    if not kinds:
+        _message(fig.subplots(), "no damage measured")
+        return fig
+    axes = fig.subplots(1, len(kinds), sharey=True, squeeze=False).ravel()
+    for ax, kind in zip(axes, kinds, strict=True):
+        curve = curves[kind]
+        levels = [float(v) for v in curve["levels"]]
+        ax.plot(levels, [float(a) for a in curve["accuracy"]], marker="o", markersize=5,
+                linewidth=2, color=SERIES_COLORS["training"], label="accuracy when damaged")
+        ax.axhline(undamaged_accuracy, color="0.25", linestyle=":", linewidth=1.5,
+                   label=f"undamaged, same images ({100 * undamaged_accuracy:.2f} %)")
+        if n_classes:
+            ax.axhline(1 / n_classes, color="0.6", linestyle="--", linewidth=1,
+                       label=f"chance ({100 / n_classes:.0f} %)")
+        ax.set_title(str(curve["title"]))
+        ax.set_xlabel(str(curve["unit"]))
+        ax.set_xticks(levels)
+        if kind == "thickness":
+            ax.xaxis.set_major_formatter(FuncFormatter(_signed))
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylim(0.0, 1.02)
+    axes[0].set_ylabel("accuracy")
+    axes[0].yaxis.set_major_formatter(PercentFormatter(1.0))
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------- coverage curve
+@_styled
+def coverage_curve(rows: Sequence[Mapping[str, Any]],
+                   marked: Sequence[float] = (0.5, 0.9, 0.99)) -> Figure:
+    """Accuracy on the answered images against coverage (the share answered), as the
+    confidence threshold rises from 0 (answer everything: right end) to its highest value.
+
+    ``rows`` are ``{"threshold", "coverage", "accuracy"}`` (as
+    :func:`digitnet.robustness.coverage_accuracy` returns them; ``accuracy`` ``None`` where
+    nothing is answered). The thresholds of ``marked`` found in ``rows`` are marked and
+    labelled on the curve.
+    """
+    fig = Figure(figsize=(9.5, 5.4), layout="constrained")
+    ax = fig.subplots()
+    ax.set_title("Answer only when confident: accuracy against coverage (test set)")
+    points = [(float(r["threshold"]), float(r["coverage"]), float(r["accuracy"]))
+              for r in rows if r.get("accuracy") is not None]
+    if not points:
+        _message(ax, "no threshold answers any image")
+        return fig
+    thresholds, coverage, accuracy = (np.array(v) for v in zip(*points, strict=True))
+    ax.plot(coverage, accuracy, marker="o", markersize=3, linewidth=2,
+            color=SERIES_COLORS["training"], label="thresholds 0 to "
+            f"{thresholds.max():g}")
+    first = int(np.argmin(thresholds))
+    ax.plot(coverage[first], accuracy[first], "s", markersize=8, color="0.3",
+            label=f"threshold {thresholds[first]:g}: answer all")
+    for t in marked:
+        hits = np.flatnonzero(np.isclose(thresholds, t))
+        if not len(hits):
+            continue
+        i = int(hits[0])
+        ax.plot(coverage[i], accuracy[i], "o", markersize=9, color=SERIES_COLORS["validation"])
+        ax.annotate(f"threshold {t:g}: answers {100 * coverage[i]:.1f} %,\n"
+                    f"{100 * accuracy[i]:.2f} % of them right",
+                    (coverage[i], accuracy[i]), xytext=(-12, -10), textcoords="offset points",
+                    ha="right", va="top", fontsize=9.5, color="#1a1a1a")
+    span_x = max(float(coverage.max() - coverage.min()), 0.01)
+    ax.set_xlim(coverage.min() - 0.35 * span_x, min(1.0 + 0.05 * span_x, 1.05))
+    low = float(accuracy.min())
+    span_y = max(float(accuracy.max()) - low, 0.005)
+    ax.set_ylim(low - 0.35 * span_y, min(1.0 + 0.08 * span_y, 1.05))
+    ax.set_xlabel("coverage: share of the test images answered")
+    ax.set_ylabel("accuracy on the answered images")
+    ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(PercentFormatter(1.0))
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper right")
+    return fig
+
+
+# ------------------------------------------------------------------------ points maps
+def _class_colors(k: int) -> list[Any]:
+    cmap = mpl.colormaps["tab10" if k <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(k)]
+
+
+def _grid_columns(n: int) -> int:
+    """Panels per row: 2 x 2 for four, else rows of up to three."""
+    return 2 if n == 4 else min(n, 3)
+
+
+@_styled
+def points_map(
+    panels: Sequence[tuple[str, ArrayLike]],
+    labels: Sequence[int] | NDArray[np.integer],
+    predicted: Sequence[int] | NDArray[np.integer],
+    class_names: Sequence[str],
+    method: str = "PCA",
+    max_outlined: int = 30,
+) -> Figure:
+    """The same images as points in each layer: one panel per ``(title, points (n, 2))``.
+
+    Points are coloured by their true class (``labels``); up to ``max_outlined`` of the
+    images whose ``predicted`` class is wrong are outlined in black. ``method`` names the
+    projection (``"PCA"`` keeps distances, so both axes of a panel share one scale;
+    ``"t-SNE"``'s distances between clusters mean little). The axes carry no ticks: the
+    coordinates mean nothing by themselves. The class legend sits to the right of the panels.
+    """
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
+    if len(labels) != len(predicted):
+        raise ValueError(f"{len(labels)} labels but {len(predicted)} predictions")
+    n = len(panels)
+    columns = max(1, _grid_columns(n))
+    rows = max(1, math.ceil(n / columns))
+    fig = Figure(figsize=(4.6 * columns + 1.9, 4.3 * rows + 0.8), layout="constrained")
+    wrong = np.flatnonzero(labels != predicted)
+    outlined = wrong[:max_outlined]
+    shown = f"all {len(wrong)}" if len(outlined) == len(wrong) else \
+        f"{len(outlined)} of {len(wrong)}"
+    fig.suptitle(f"The test images as points, layer by layer ({method}; {len(labels):,} "
+                 f"images, {shown} misclassified outlined)")
+    if n == 0:
+        _message(fig.subplots(), "no layers")
+        return fig
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    colors = _class_colors(len(class_names))
+    for ax, (title, values) in zip(axes, panels, strict=False):
+        points = np.asarray(values, dtype=np.float64)
+        if points.shape != (len(labels), 2):
+            raise ValueError(f"panel {title!r}: points have shape {points.shape}, "
+                             f"expected ({len(labels)}, 2)")
+        for c, name in enumerate(class_names):
+            members = labels == c
+            ax.scatter(points[members, 0], points[members, 1], s=9, color=colors[c],
+                       alpha=0.75, linewidths=0, label=name)
+        ax.scatter(points[outlined, 0], points[outlined, 1], s=60, facecolors="none",
+                   edgecolors="black", linewidths=1.2, label="misclassified")
+        ax.set_title(title, fontsize=12)
+        # No ticks: a projection's coordinates mean nothing by themselves (and tick labels
+        # are what makes the layout of many panels slow).
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if method == "PCA":
+            ax.set_aspect("equal", adjustable="datalim")
+            ax.set_xlabel("principal component 1")
+            ax.set_ylabel("principal component 2")
+        else:
+            ax.set_xlabel(f"{method} 1")
+            ax.set_ylabel(f"{method} 2")
+    handles, names = axes[0].get_legend_handles_labels()
+    legend = fig.legend(handles, names, loc="outside right center", title="true class",
+                        frameon=False, markerscale=1.6)
+    for handle in legend.legend_handles:
+        if handle is not None and hasattr(handle, "set_alpha"):
+            handle.set_alpha(1.0)
+    return fig

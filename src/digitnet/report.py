@@ -7,12 +7,19 @@ embedded as ``data:`` URIs and linked to the files beside it) that opens from di
 browser. :func:`load_run` reads a run folder back, so ``digitnet report RUN_DIR`` can
 redraw everything later.
 
+Beside the figures, :func:`write_report` stores the numbers of the robustness figures in
+``robustness.json`` (:func:`robustness_numbers`): the accuracy at each level of each kind of
+damage on a seeded sample of the test set, and the coverage-accuracy curve on the whole test
+set. The points maps project a seeded sample of the test set layer by layer with PCA, and
+with t-SNE only when asked (``tsne=True``; seconds per layer).
+
 Everything here runs after training, never during it.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import time
@@ -26,20 +33,24 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from digitnet import __version__, plots
+from digitnet import __version__, plots, projection, robustness
 from digitnet.config import is_finite_number, is_int
 from digitnet.data.datasets import Dataset
 from digitnet.errors import DigitnetError
-from digitnet.fileio import atomic_write_bytes, atomic_write_text
+from digitnet.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from digitnet.metrics import classification_report
 from digitnet.model_io import TrainedModel, load_model
-from digitnet.runs import METRICS_FILE, MODEL_FILE, REPORT_FILE
+from digitnet.runs import METRICS_FILE, MODEL_FILE, REPORT_FILE, ROBUSTNESS_FILE
 
 TEMPLATE = "templates/report.html.j2"
 
 GALLERY_SIZE = 25
 SAMPLES_PER_CLASS = 10
 MAX_WEIGHT_TILES = 64
+POINTS_SAMPLE = 1000
+MAX_OUTLINED = 30
+MARKED_THRESHOLDS = (0.5, 0.9, 0.99)
+TABLE_THRESHOLDS = (0.0, 0.5, 0.9, 0.99, 0.999)
 
 REQUIRED_METRICS = (
     "test_accuracy", "test_loss", "n_samples", "class_names", "per_class", "confusion_matrix",
@@ -54,7 +65,11 @@ class ReportError(DigitnetError):
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One figure of the report: its file name, heading and a sentence on how to read it."""
+    """One figure of the report: its file name, heading and a sentence on how to read it.
+
+    The caption may name ``{damage_sample}`` and ``{points_sample}`` (how many test images
+    the robustness curves and the points maps use), filled in when the page is written.
+    """
 
     filename: str
     title: str
@@ -73,13 +88,40 @@ FIGURES = (
                "of the images of the class, the share found. F1: their harmonic mean."),
     FigureSpec("misclassified.png", "Most confident mistakes",
                "Misclassified test images, the ones the network was surest about first."),
+    FigureSpec("coverage.png", "Answering only when confident",
+               "With a threshold t the network answers only when its top probability is at "
+               "least t, else it says \"don't know\". Each point is one threshold: the share "
+               "of the test images answered (coverage) and the accuracy on those. t = 0 "
+               "answers all, at the test accuracy; the steeper the curve rises to the left, "
+               "the better the confidence tells right answers from wrong ones. Whole test "
+               "set; the numbers are below and in robustness.json."),
+    FigureSpec("robustness.png", "Robustness to damaged images",
+               "Accuracy when every image is damaged in one way, to the level on the x "
+               "axis: Gaussian pixel noise, rotation about the centre, strokes thickened "
+               "(dilation) or thinned (erosion). The dotted line is the undamaged accuracy "
+               "(level 0). Measured on {damage_sample}, damaged as digitnet evaluate "
+               "--noise/--rotation/--thickness does; the numbers are below and in "
+               "robustness.json."),
     FigureSpec("first_layer_weights.png", "What the first hidden layer looks for",
                "Each tile is one hidden unit's incoming weights, laid out as an image: red "
                "pixels excite the unit, blue pixels inhibit it."),
+    FigureSpec("points_map.png", "The test images, layer by layer (PCA)",
+               "Each point is one of {points_sample}, placed by the two principal components "
+               "of a layer's outputs for it (the plane along which they vary most) and "
+               "coloured by its true class; black rings mark misclassified images. Panel by "
+               "panel the network pulls the classes apart. Two directions cannot show ten "
+               "classes: clusters apart in the layer may still overlap here (t-SNE, "
+               "digitnet report RUN_DIR --tsne, shows them more clearly)."),
     FigureSpec("training_samples.png", "What the data looks like",
                "Random training images with their labels, one row per class."),
 )
+TSNE_FIGURE = FigureSpec(
+    "points_map_tsne.png", "The test images, layer by layer (t-SNE)",
+    "The same {points_sample} and layers as the PCA map, placed by t-SNE, which keeps images "
+    "that are near each other in a layer near each other here: clusters show more clearly, "
+    "but the distances between clusters and the axes mean nothing.")
 FIGURE_FILES = tuple(spec.filename for spec in FIGURES)
+OPTIONAL_FIGURE_FILES = (TSNE_FIGURE.filename,)
 
 
 # ----------------------------------------------------------------------- formatting
@@ -226,20 +268,77 @@ def _check_consistent(model: TrainedModel, metrics: Mapping[str, Any], dataset: 
                           f"but data set {dataset.name!r} has {len(dataset.y_test)}")
 
 
+# ---------------------------------------------------------------- robustness numbers
+def _one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """BLAS on one thread: the report's products and SVDs are small, and two threads that
+    wait for each other on a busy core made the PCA of the points map up to 20x slower (5 s
+    instead of 0.25 s beside another process on this 2-core machine); one is as fast idle."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
+
+
+def robustness_numbers(
+    model: TrainedModel, dataset: Dataset, test_proba: NDArray[np.floating],
+    sample_size: int = robustness.CURVE_SAMPLE, seed: int = 0,
+) -> dict[str, Any]:
+    """What ``robustness.json`` holds: ``damage``, the accuracy per level of each kind of
+    damage on ``sample_size`` test images (:func:`digitnet.robustness.robustness_curves`),
+    and ``coverage``, accuracy and coverage per confidence threshold on the whole test set
+    (:func:`digitnet.robustness.coverage_curve`, from ``test_proba``)."""
+    with _one_blas_thread():
+        damage = robustness.robustness_curves(model, dataset, sample_size=sample_size,
+                                              seed=seed)
+    return {
+        "about": "digitnet robustness: test accuracy under damage (on a seeded sample of the "
+                 "test set) and coverage/accuracy per confidence threshold (whole test set)",
+        "damage": damage,
+        "coverage": robustness.coverage_curve(test_proba, dataset.y_test),
+    }
+
+
+def _points_maps(
+    model: TrainedModel, dataset: Dataset, proba: NDArray[np.floating], tsne: bool
+) -> dict[str, Figure]:
+    """The points maps of :data:`POINTS_SAMPLE` test images: PCA, and t-SNE with ``tsne``."""
+    chosen = projection.sample_indices(len(dataset.y_test), POINTS_SAMPLE, seed=0)
+    labels, predicted = dataset.y_test[chosen], proba[chosen].argmax(axis=1)
+    methods = [("PCA", "points_map.png", projection.pca_2d)]
+    if tsne:
+        methods.append(("t-SNE", TSNE_FIGURE.filename, projection.tsne_2d))
+    with _one_blas_thread():
+        x = model.scaler.transform(dataset.x_test[chosen])
+        layers = projection.layer_representations(model.network, x)
+        embedded = {filename: [(name, embed(values)) for name, values in layers]
+                    for _, filename, embed in methods}
+    return {
+        filename: plots.points_map(embedded[filename], labels, predicted,
+                                   list(model.class_names), method, MAX_OUTLINED)
+        for method, filename, _ in methods
+    }
+
+
 # --------------------------------------------------------------------------- figures
 def draw_figures(
     model: TrainedModel, metrics: Mapping[str, Any], dataset: Dataset,
     test_proba: NDArray[np.floating] | None = None,
+    numbers: Mapping[str, Any] | None = None, tsne: bool = False,
 ) -> dict[str, Figure]:
-    """Every figure of the report, as ``{filename: matplotlib Figure}`` in :data:`FIGURES` order.
+    """Every figure of the report, as ``{filename: matplotlib Figure}`` in :data:`FIGURES`
+    order, then the t-SNE map (:data:`TSNE_FIGURE`) when ``tsne``.
 
-    The gallery of mistakes needs the test set's class probabilities: ``test_proba`` when
-    given (``train_run`` has them already), else the test set is predicted here. Everything
-    else comes from ``metrics`` and the model's weights.
+    The gallery of mistakes, the coverage curve and the points maps need the test set's
+    class probabilities: ``test_proba`` when given (``train_run`` has them already), else
+    the test set is predicted here. The robustness figures draw ``numbers`` (as
+    :func:`robustness_numbers` returns them; computed here when not given). Everything else
+    comes from ``metrics`` and the model's weights.
     """
     value_range = (model.scaler.lo, model.scaler.hi)
     class_names = list(model.class_names)
     proba = model.predict_proba(dataset.x_test) if test_proba is None else test_proba
+    if numbers is None:
+        numbers = robustness_numbers(model, dataset, proba)
+    damage = numbers["damage"]
     wrong = most_confident_mistakes(proba, dataset.y_test, GALLERY_SIZE)
     n_errors = int(np.count_nonzero(proba.argmax(axis=1) != dataset.y_test))
     samples = samples_per_class(dataset.y_train, SAMPLES_PER_CLASS, seed=0)
@@ -252,19 +351,97 @@ def draw_figures(
             dataset.x_test[wrong], dataset.y_test[wrong], proba[wrong].argmax(axis=1),
             proba[wrong].max(axis=1), class_names, dataset.image_shape,
             n_errors=n_errors, n_total=len(dataset.y_test), value_range=value_range),
+        "coverage.png": plots.coverage_curve(numbers["coverage"]["rows"], MARKED_THRESHOLDS),
+        "robustness.png": plots.damage_curves(
+            damage["curves"], damage["undamaged_accuracy"], damage["sample_size"],
+            damage["n_test"], len(class_names)),
         "first_layer_weights.png": plots.weight_tiles(
             model.network.dense[0].W, model.image_shape, MAX_WEIGHT_TILES),
+        **_points_maps(model, dataset, proba, tsne),
         "training_samples.png": plots.training_samples(
             dataset.x_train[samples], dataset.y_train[samples], class_names,
             dataset.image_shape, SAMPLES_PER_CLASS, value_range=value_range),
     }
-    assert tuple(figures) == FIGURE_FILES
-    return figures
+    order = [spec.filename for spec in _specs(tsne)]
+    assert sorted(figures) == sorted(order)
+    return {name: figures[name] for name in order}
+
+
+def _specs(tsne: bool) -> tuple[FigureSpec, ...]:
+    """The figures of a report, in page order: :data:`FIGURES`, the t-SNE map after the
+    PCA one when ``tsne``."""
+    if not tsne:
+        return FIGURES
+    at = FIGURE_FILES.index("points_map.png") + 1
+    return (*FIGURES[:at], TSNE_FIGURE, *FIGURES[at:])
 
 
 # ------------------------------------------------------------------------------ page
+LEVEL_HEADERS = {"noise": "noise std", "rotation": "degrees", "thickness": "pixels"}
+
+
+def _format_level(kind: str, level: float) -> str:
+    """A damage level as the tables print it: ``0.1``, ``-45``, ``+2`` (thickness signed)."""
+    return f"{int(level):+d}" if kind == "thickness" and level else f"{float(level):g}"
+
+
+def _damage_tables(damage: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One small table per kind of damage: level, accuracy."""
+    return [
+        {"id": f"robustness-{kind}", "caption": str(curve["title"]),
+         "header": (LEVEL_HEADERS.get(kind, "level"), "accuracy"),
+         "rows": [(_format_level(kind, level), format_percent(acc))
+                  for level, acc in zip(curve["levels"], curve["accuracy"], strict=True)]}
+        for kind, curve in damage["curves"].items()
+    ]
+
+
+def _coverage_table(coverage: Mapping[str, Any]) -> dict[str, Any]:
+    """The coverage curve at :data:`TABLE_THRESHOLDS`: threshold, answered, accuracy."""
+    n = int(coverage["n_test"])
+    rows = [
+        (f"{r['threshold']:g}", format_percent(r["coverage"]),
+         f"{round(r['coverage'] * n):,} of {n:,}",
+         "-" if r["accuracy"] is None else format_percent(r["accuracy"]))
+        for r in coverage["rows"]
+        if any(np.isclose(r["threshold"], t) for t in TABLE_THRESHOLDS)
+    ]
+    return {"id": "coverage", "caption": "Selected thresholds",
+            "header": ("threshold", "coverage", "images answered", "accuracy on those"),
+            "rows": rows}
+
+
+def _sample_phrase(sample: int, total: int) -> str:
+    """``"a seeded sample of 1,000 of the 10,000 test images"`` (or ``"all 360 ..."``)."""
+    if sample >= total:
+        return f"all {total:,} test images"
+    return f"a seeded sample of {sample:,} of the {total:,} test images"
+
+
+def _figure_entries(
+    metrics: Mapping[str, Any], pngs: Mapping[str, bytes], numbers: Mapping[str, Any] | None
+) -> list[dict[str, Any]]:
+    """The figures of ``pngs`` in page order, with captions filled in and their tables."""
+    n_test = int(metrics["n_samples"])
+    damage_sample = (numbers["damage"]["sample_size"] if numbers
+                     else min(robustness.CURVE_SAMPLE, n_test))
+    facts = {"damage_sample": _sample_phrase(damage_sample, n_test),
+             "points_sample": _sample_phrase(min(POINTS_SAMPLE, n_test), n_test)}
+    tables: dict[str, list[dict[str, Any]]] = {}
+    if numbers:
+        tables = {"robustness.png": _damage_tables(numbers["damage"]),
+                  "coverage.png": [_coverage_table(numbers["coverage"])]}
+    return [
+        {"file": spec.filename, "title": spec.title, "caption": spec.caption.format(**facts),
+         "data_uri": "data:image/png;base64," + base64.b64encode(pngs[spec.filename]).decode(),
+         "tables": tables.get(spec.filename, [])}
+        for spec in _specs(TSNE_FIGURE.filename in pngs) if spec.filename in pngs
+    ]
+
+
 def _page_context(
-    run_dir: Path, model: TrainedModel, metrics: Mapping[str, Any], pngs: Mapping[str, bytes]
+    run_dir: Path, model: TrainedModel, metrics: Mapping[str, Any], pngs: Mapping[str, bytes],
+    numbers: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the template shows, already formatted as strings."""
     config = metrics.get("config") or model.info.get("config") or {}
@@ -312,11 +489,6 @@ def _page_context(
          f"{float(r['seconds']):.1f}" if r.get("seconds") is not None else "-")
         for r in history
     ]
-    figures = [
-        {"file": spec.filename, "title": spec.title, "caption": spec.caption,
-         "data_uri": "data:image/png;base64," + base64.b64encode(pngs[spec.filename]).decode()}
-        for spec in FIGURES if spec.filename in pngs
-    ]
     return {
         "run_name": run_dir.resolve().name,
         "dataset": data.get("name", model.dataset),
@@ -330,7 +502,8 @@ def _page_context(
         "averages": averages,
         "per_class": per_class,
         "text_report": classification_report(dict(metrics)),
-        "figures": figures,
+        "figures": _figure_entries(metrics, pngs, numbers),
+        "numbers_file": ROBUSTNESS_FILE if numbers else None,
         "config_rows": [(k, _format_setting(v)) for k, v in config.items()],
         "run_rows": [(k, _format_setting(v)) for k, v in run_rows if v is not None],
         "environment_rows": [(k, _format_setting(v))
@@ -344,14 +517,16 @@ def render_html(
     model: TrainedModel,
     metrics: Mapping[str, Any],
     pngs: Mapping[str, bytes],
+    numbers: Mapping[str, Any] | None = None,
 ) -> str:
-    """``report.html`` as a string: ``pngs`` maps figure file names to PNG bytes (embedded)."""
+    """``report.html`` as a string: ``pngs`` maps figure file names to PNG bytes (embedded);
+    ``numbers`` (:func:`robustness_numbers`) adds the tables of the robustness figures."""
     import jinja2
 
     source = resources.files("digitnet").joinpath(TEMPLATE).read_text(encoding="utf-8")
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
-    context = _page_context(Path(run_dir), model, metrics, pngs)
+    context = _page_context(Path(run_dir), model, metrics, pngs, numbers)
     return env.from_string(source).render(**context)
 
 
@@ -361,22 +536,33 @@ def write_report(
     metrics: Mapping[str, Any],
     dataset: Dataset,
     test_proba: NDArray[np.floating] | None = None,
+    tsne: bool = False,
 ) -> Path:
-    """Draw every figure into ``run_dir`` as PNG and write ``run_dir/report.html``.
+    """Draw every figure into ``run_dir`` as PNG, write the robustness numbers to
+    ``run_dir/robustness.json`` and the page to ``run_dir/report.html``.
 
     ``metrics`` is ``metrics.json``'s content; ``dataset`` must be the data set the model
-    was trained and evaluated on (its test images feed the gallery of mistakes, its
-    training images the sample figure). Every file is written atomically. Returns the
-    path of ``report.html``. ``test_proba``: see :func:`draw_figures`.
+    was trained and evaluated on (its test images feed the gallery of mistakes, the
+    robustness curves and the points maps, its training images the sample figure). With
+    ``tsne`` the t-SNE points map is drawn too (a few seconds per layer); without it, one
+    left by an earlier report is removed, so the folder holds what the page shows. Every
+    file is written atomically. Returns the path of ``report.html``. ``test_proba``: see
+    :func:`draw_figures`.
     """
     check_metrics(metrics, "metrics")
     _check_consistent(model, metrics, dataset)
     folder = Path(run_dir)
+    proba = model.predict_proba(dataset.x_test) if test_proba is None else test_proba
+    numbers = robustness_numbers(model, dataset, proba)
     pngs: dict[str, bytes] = {}
-    for filename, figure in draw_figures(model, metrics, dataset, test_proba).items():
+    for filename, figure in draw_figures(model, metrics, dataset, proba, numbers,
+                                         tsne).items():
         pngs[filename] = plots.save_png(figure)
         atomic_write_bytes(folder / filename, pngs[filename])
+    if not tsne:
+        (folder / TSNE_FIGURE.filename).unlink(missing_ok=True)
+    atomic_write_json(folder / ROBUSTNESS_FILE, numbers)
     page = folder / REPORT_FILE
-    atomic_write_text(page, render_html(folder, model, metrics, pngs))
+    atomic_write_text(page, render_html(folder, model, metrics, pngs, numbers))
     return page
 

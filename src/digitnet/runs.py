@@ -4,7 +4,8 @@
 
 * :data:`MODEL_FILE` (``model.npz``, :mod:`digitnet.model_io`),
 * :data:`METRICS_FILE` (``metrics.json``: test metrics, history, configuration),
-* the figures and :data:`REPORT_FILE` (``report.html``, :mod:`digitnet.report`).
+* the figures, :data:`ROBUSTNESS_FILE` (``robustness.json``: the numbers behind the
+  robustness figures) and :data:`REPORT_FILE` (``report.html``, :mod:`digitnet.report`).
 
 Everything is written atomically (:mod:`digitnet.fileio`). This module imports nothing
 heavy, so the report and the command line can name the files without the training code.
@@ -35,6 +36,7 @@ MODEL_FILE = "model.npz"
 METRICS_FILE = "metrics.json"
 CHECKPOINT_FILE = "checkpoint.npz"  # while training, and after an interrupted run
 REPORT_FILE = "report.html"
+ROBUSTNESS_FILE = "robustness.json"  # written with the report
 RUNS_FOLDER = "runs"
 LOCK_FILE = ".digitnet.lock"
 
@@ -129,6 +131,9 @@ def save_checkpoint(folder: str | os.PathLike[str], state: dict[str, Any],
             arrays[f"{key}_{i}"] = a
     for i, a in enumerate(state["optimizer"]["state"]):
         arrays[f"optimizer_{i}"] = a
+    average = state.get("average")
+    for i, a in enumerate(average["average"] if average else []):
+        arrays[f"average_{i}"] = a
     best_loss = state["best_loss"]
     meta = {
         "format": "digitnet-checkpoint", "format_version": 1, "about": about,
@@ -137,6 +142,8 @@ def save_checkpoint(folder: str | os.PathLike[str], state: dict[str, Any],
         "has_best": state["best"] is not None, "n_parameters": len(state["network"]),
         "n_optimizer": len(state["optimizer"]["state"]), "t": state["optimizer"]["t"],
         "rng": state["rng"], "history": state["history"],
+        "dropout_rng": state.get("dropout_rng"),
+        "average_t": None if average is None else average["t"],
     }
     arrays["state"] = np.array(json.dumps(meta, allow_nan=False))
     path = Path(folder) / CHECKPOINT_FILE
@@ -166,6 +173,9 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
             best = ([archive[f"best_{i}"] for i in range(len(network))]
                     if meta["has_best"] else None)
             optimizer = [archive[f"optimizer_{i}"] for i in range(int(meta["n_optimizer"]))]
+            average = None if meta.get("average_t") is None else {
+                "t": int(meta["average_t"]),
+                "average": [archive[f"average_{i}"] for i in range(len(network))]}
     except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError,
             RuntimeError, NotImplementedError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path}: not a readable checkpoint ({exc})") from None
@@ -175,6 +185,7 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
         "best_loss": float("inf") if best_loss is None else float(best_loss),
         "network": network, "best": best, "rng": meta["rng"], "history": meta["history"],
         "optimizer": {"t": int(meta["t"]), "state": optimizer},
+        "dropout_rng": meta.get("dropout_rng"), "average": average,
     }
     return state, meta["about"]
 

@@ -6,6 +6,10 @@ of ``batch_size``. For each batch ``(x, y)`` (:meth:`TextbookTrainer.step`)::
     L, dL/dθ = network.loss_and_gradients(x, y)       forward + backward
     θ       ← optimizer.step(lr(t))                   one descent step
 
+and, when the configuration asks for them (:class:`AfterStep`), a max-norm constraint on
+the weights and an update of their running average (:mod:`digitnet.regularizers`).
+Dropout is a layer of the network, label smoothing a setting of its loss.
+
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=n`` full-batch gradient
 descent, anything between mini-batch gradient descent.
 
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -30,6 +35,7 @@ from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import learning_rate, load_state_dict, make_optimizer, state_dict
+from digitnet.regularizers import WeightAverage, max_norm
 
 
 @dataclass
@@ -142,6 +148,27 @@ class TextbookTrainer:
         load_state_dict([self.optimizer], self.optimizer.state_arrays(), state)
 
 
+class AfterStep:
+    """What follows every descent step, whatever the engine: the max-norm constraint
+    (``config.max_norm > 0``) and the weight average (``config.ema > 0``). Also sets the
+    loss's label smoothing (``config.label_smoothing``) for the training."""
+
+    def __init__(self, network: MLP, config: TrainConfig) -> None:
+        self.network = network
+        self.max_norm = config.max_norm
+        network.loss.smoothing = config.label_smoothing
+        self.average = WeightAverage(network.parameters(), config.ema) if config.ema else None
+
+    def __call__(self) -> None:
+        if self.max_norm:
+            max_norm(self.network, self.max_norm)
+        if self.average is not None:
+            self.average.update(self.network.parameters())
+
+    def __bool__(self) -> bool:
+        return bool(self.max_norm) or self.average is not None
+
+
 # A mean cross-entropy above this many nats gives the true class a probability below e^-100:
 # training that gets there has diverged (a learning rate far too high), and does not return.
 DIVERGED_LOSS = 100.0
@@ -166,9 +193,11 @@ def train_epoch(
     lr_at: Callable[[int], float],
     first_step: int = 0,
     on_step: Callable[[int, float, float], None] | None = None,
+    after_step: Callable[[], None] | None = None,
 ) -> tuple[float, float, float]:
     """One pass over ``trainer.batches``: a training step per mini-batch, the ``t``-th with
     learning rate ``lr_at(t)`` (``t`` counts from ``first_step``). After each step
+    ``after_step()`` (an :class:`AfterStep`), then
     ``on_step(samples_seen, mean_loss, accuracy)`` is called. Returns the epoch's mean loss,
     its accuracy (both over the mini-batches as they were trained) and the last rate.
     Raises :class:`Diverged` after a step whose loss is not finite or exploded."""
@@ -177,6 +206,8 @@ def train_epoch(
         lr = lr_at(t)
         loss, n_correct = trainer.step(xb, yb, lr)
         check_loss(loss)
+        if after_step is not None:
+            after_step()
         loss_sum += loss * len(yb)
         correct += n_correct
         seen += len(yb)
@@ -225,6 +256,8 @@ def fit(
     """
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
+    after = AfterStep(network, config)
+    average = after.average
     steps_per_epoch = len(trainer.batches)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -240,6 +273,10 @@ def fit(
         network.set_state(resume_from["network"])
         trainer.load_state_dict(resume_from["optimizer"])
         rng.bit_generator.state = resume_from["rng"]
+        if resume_from.get("dropout_rng") is not None:
+            network.dropout_rng.bit_generator.state = resume_from["dropout_rng"]
+        if average is not None:
+            average.load_state_dict(resume_from["average"])
         result.history = [EpochRecord(**r) for r in resume_from["history"]]
         result.epochs_run = first_epoch = int(resume_from["epoch"])
         first_epoch += 1
@@ -263,13 +300,17 @@ def fit(
                                             refresh=False)
 
                 loss, acc, lr = train_epoch(trainer, lr_at, (epoch - 1) * steps_per_epoch,
-                                            show if bar is not None else None)
+                                            show if bar is not None else None,
+                                            after if after else None)
                 record = EpochRecord(epoch, loss, acc, None, None, lr,
                                      time.perf_counter() - epoch_start)
-                if has_val:
-                    assert x_val is not None and y_val is not None
-                    record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
-                    check_loss(record.val_loss, "the validation")
+                # With weight averaging, the averaged weights are validated and kept.
+                with average.swapped_in(network) if average is not None else nullcontext():
+                    if has_val:
+                        assert x_val is not None and y_val is not None
+                        record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
+                        check_loss(record.val_loss, "the validation")
+                    epoch_state = network.get_state()
                 result.history.append(record)
                 result.epochs_run = epoch
                 if log is not None:
@@ -278,7 +319,7 @@ def fit(
                     on_epoch_end(record)
                 if record.val_loss is not None:
                     if record.val_loss < best_loss:
-                        best_loss, best_state = record.val_loss, network.get_state()
+                        best_loss, best_state = record.val_loss, epoch_state
                         result.best_epoch = epoch
                     elif config.patience and epoch - result.best_epoch >= config.patience:
                         result.stopped_early = True
@@ -287,10 +328,10 @@ def fit(
                                 f"{config.patience} epochs (best: epoch {result.best_epoch})")
                         break
                 else:
-                    best_state, result.best_epoch = network.get_state(), epoch
+                    best_state, result.best_epoch = epoch_state, epoch
                 if checkpoint is not None:
                     checkpoint(training_state(network, trainer, rng, result, best_state,
-                                              best_loss))
+                                              best_loss, average))
     except KeyboardInterrupt:
         result.interrupted = True
         if log is not None:
@@ -309,7 +350,8 @@ def fit(
         result.trainer_info = info()
     # After Ctrl-C or a divergence the weights have moved on from every complete epoch.
     stopped = result.interrupted or result.diverged is not None
-    if best_state is not None and (result.best_epoch != result.epochs_run or stopped):
+    if best_state is not None and (result.best_epoch != result.epochs_run or stopped
+                                   or average is not None):
         network.set_state(best_state)
     elif result.diverged is not None:  # no good epoch: back to the start, never to NaN
         network.set_state(initial_state)
@@ -319,9 +361,11 @@ def fit(
 
 def training_state(network: MLP, trainer: Trainer, rng: np.random.Generator,
                    result: TrainResult, best_state: list[NDArray[np.floating]] | None,
-                   best_loss: float) -> dict[str, Any]:
+                   best_loss: float, average: WeightAverage | None = None) -> dict[str, Any]:
     """Everything :func:`fit` needs to go on after epoch ``result.epochs_run`` (copies)."""
     return {
+        "dropout_rng": network.dropout_rng.bit_generator.state if network.dropouts else None,
+        "average": None if average is None else average.state_dict(),
         "epoch": result.epochs_run,
         "network": network.get_state(),
         "best": None if best_state is None else [a.copy() for a in best_state],

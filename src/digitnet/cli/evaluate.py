@@ -46,16 +46,10 @@ def run(args: argparse.Namespace) -> int:
     dataset = common.load_data(args)
     damaged = bool(args.noise or args.rotation or args.thickness)
     if damaged:
-        import dataclasses
+        from digitnet.robustness import damage_dataset
 
-        from digitnet.robustness import damage
-
-        lo, hi = model.scaler.lo, model.scaler.hi
-        shape = (len(dataset.x_test), *dataset.image_shape)
-        images = (dataset.x_test.reshape(shape).astype(np.float64) - lo) / (hi - lo)
-        hurt = damage(images, args.noise, args.rotation, args.thickness)
-        raw = np.rint(lo + hurt * (hi - lo)).astype(dataset.x_test.dtype)
-        dataset = dataclasses.replace(dataset, x_test=raw.reshape(len(raw), -1))
+        dataset = damage_dataset(dataset, model.scaler, noise=args.noise,
+                                 rotation=args.rotation, thickness=args.thickness)
     proba = np.empty((len(dataset.x_test), len(model.class_names)), np.float64)
     metrics = evaluate_model(model, dataset, proba)
     metrics["damage"] = {"noise": args.noise, "rotation": args.rotation,

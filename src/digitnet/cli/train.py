@@ -64,6 +64,21 @@ def register(sub: Any) -> None:
                      help=f"learning-rate schedule {_default('schedule')}")
     opt.add_argument("--warmup-epochs", type=common.non_negative_float,
                      help=f"linear warm-up (cosine schedule) {_default('warmup_epochs')}")
+    reg = p.add_argument_group("regularization (all off by default)")
+    reg.add_argument("--dropout", type=common.fraction, metavar="P",
+                     help="inverted dropout after each hidden layer, with probability P "
+                     f"{_default('dropout')}")
+    reg.add_argument("--input-dropout", type=common.fraction, metavar="P",
+                     help=f"dropout on the input pixels {_default('input_dropout')}")
+    reg.add_argument("--label-smoothing", type=common.fraction, metavar="EPS",
+                     help="train towards (1 - EPS) one-hot + EPS / classes "
+                     f"{_default('label_smoothing')}")
+    reg.add_argument("--max-norm", type=common.non_negative_float, metavar="C",
+                     help="keep each unit's incoming weight vector within norm C (0: off) "
+                     f"{_default('max_norm')}")
+    reg.add_argument("--ema", type=common.fraction, metavar="DECAY",
+                     help="validate and save an exponential moving average of the weights "
+                     f"(e.g. 0.999; 0: off) {_default('ema')}")
     val = p.add_argument_group("validation and reproducibility")
     val.add_argument("--validation-fraction", type=common.fraction,
                      help="share of the training set held out (stratified) for validation "
@@ -162,10 +177,10 @@ def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str,
         common.info(f"drew the figures in {time.perf_counter() - started:.1f}s")
         print(f"report: {page}")
     elif args.force:  # a replaced run's figures would no longer match its model
-        from digitnet.report import FIGURE_FILES
-        from digitnet.runs import REPORT_FILE
+        from digitnet.report import FIGURE_FILES, OPTIONAL_FIGURE_FILES
+        from digitnet.runs import REPORT_FILE, ROBUSTNESS_FILE
 
-        for name in (*FIGURE_FILES, REPORT_FILE):
+        for name in (*FIGURE_FILES, *OPTIONAL_FIGURE_FILES, ROBUSTNESS_FILE, REPORT_FILE):
             Path(out_dir, name).unlink(missing_ok=True)
     if m["diverged"]:  # the best epoch before it was saved; still a failed run
         print(f"digitnet train: error: {m['diverged']}; saved the model of epoch "
