@@ -25,6 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from digitnet.augment import transform
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler
 
@@ -64,7 +65,8 @@ def damage(images: Array, noise: float = 0.0, rotation: float = 0.0, thickness: 
         grow = ndimage.grey_dilation if thickness > 0 else ndimage.grey_erosion
         out = grow(out, footprint=footprint)
     if rotation:
-        out = ndimage.rotate(out, rotation, axes=(2, 1), reshape=False, order=1, mode="constant")
+        # the warp data augmentation uses (bilinear, zero background), not a copy of it
+        out = transform(out, rotation=rotation)
     if noise:
         out = out + np.random.default_rng(seed).normal(0.0, noise, out.shape)
     return np.clip(out, 0.0, 1.0)
