@@ -368,3 +368,16 @@ def test_mnist_digits_keep_their_ink_their_place_and_their_class(mnist: Any) -> 
     affine = AFFINE.epoch(x, 0, 0)
     assert _nearest_neighbour_accuracy(ref, y_ref, affine, y) > 0.75
     assert _nearest_neighbour_accuracy(ref, y_ref, default, y) > 0.55
+
+
+def test_settings_scale_with_the_image_size() -> None:
+    from digitnet.augment import Augmenter
+
+    base = Augmenter()
+    assert base.scaled_for((28, 28)) is base
+    small = base.scaled_for((8, 8))
+    k = 8 / 28
+    assert small.shift == pytest.approx(base.shift * k)
+    assert small.elastic_sigma == pytest.approx(base.elastic_sigma * k)
+    assert small.elastic_alpha == pytest.approx(base.elastic_alpha * k * k)
+    assert (small.rotation, small.shear, small.scale) == (base.rotation, base.shear, base.scale)

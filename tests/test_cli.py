@@ -173,7 +173,7 @@ def test_train_with_every_option(capsys: pytest.CaptureFixture[str], tmp_path: P
         "--momentum", "0.8", "--weight-decay", "1e-4", "--schedule", "cosine",
         "--warmup-epochs", "0.5", "--validation-fraction", "0.2", "--patience", "3",
         "--seed", "7", "--dtype", "float64", "--dropout", "0.25", "--input-dropout", "0.1",
-        "--label-smoothing", "0.05", "--max-norm", "3.5", "--ema", "0.99",
+        "--label-smoothing", "0.05", "--max-norm", "3.5", "--ema", "0.99", "--augment", "affine",
         "--out", str(out_dir), *FAST,
     )
     assert code == 0, err
@@ -183,7 +183,7 @@ def test_train_with_every_option(capsys: pytest.CaptureFixture[str], tmp_path: P
         "optimizer": "nesterov", "momentum": 0.8, "weight_decay": 1e-4, "schedule": "cosine",
         "warmup_epochs": 0.5, "validation_fraction": 0.2, "patience": 3, "seed": 7,
         "dtype": "float64", "dropout": 0.25, "input_dropout": 0.1, "label_smoothing": 0.05,
-        "max_norm": 3.5, "ema": 0.99,
+        "max_norm": 3.5, "ema": 0.99, "augment": "affine",
     }
     from digitnet.model_io import load_model
 

@@ -223,3 +223,77 @@ def test_a_model_file_remembers_its_dropout(tmp_path) -> None:
                tmp_path / "m.npz")
     again = load_model(tmp_path / "m.npz").network
     assert (again.dropout, again.input_dropout) == (0.5, 0.2) and len(again.dropouts) == 2
+
+
+# ------------------------------------------------------------------ augmentation
+
+def _images(n: int = 96, seed: int = 5) -> tuple[np.ndarray, np.ndarray, MinMaxScaler]:
+    """Small 8x8 'images' of three classes (a bar in one of three places)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    x = rng.integers(0, 40, (n, 8, 8))
+    for i, c in enumerate(y):
+        x[i, 1:7, 1 + 2 * c:3 + 2 * c] = 200
+    x = x.reshape(n, 64).astype(np.uint8)
+    return x, y, MinMaxScaler.fit(x)
+
+
+@pytest.mark.parametrize("augment", ["affine", "elastic"])
+def test_augmented_training_is_the_same_in_every_engine_and_prefetched(
+        augment: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "MIN_SPLIT_WORK", 0)
+    x, y, scaler = _images()
+    before = x.copy()
+    config = TrainConfig(hidden=(16, 8), epochs=3, batch_size=16, lr=0.01,
+                         validation_fraction=0, dtype="float64", augment=augment)
+    weights = []
+    for engine in (None, make_trainer):
+        net = MLP(64, config.hidden, 3, dtype="float64", seed=3)
+        fit(net, x, y, scaler, config, engine=engine)  # type: ignore[arg-type]
+        weights.append(np.concatenate([p.ravel() for p in net.get_state()]))
+    np.testing.assert_allclose(weights[1], weights[0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(x, before)  # the caller's images are never written
+    plain = MLP(64, config.hidden, 3, dtype="float64", seed=3)
+    fit(plain, x, y, scaler, TrainConfig(**{**config.to_dict(), "augment": "none"}))
+    assert not np.allclose(weights[0], np.concatenate([p.ravel() for p in plain.get_state()]))
+
+
+def test_each_epoch_trains_on_that_epochs_distortions(monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet.augment import AUGMENTERS
+    from digitnet.batches import BatchLoader
+
+    seen: list[np.ndarray] = []
+    original = BatchLoader.replace_images
+
+    def spy(self: BatchLoader, images: np.ndarray) -> None:
+        seen.append(images.copy())
+        original(self, images)
+
+    monkeypatch.setattr(BatchLoader, "replace_images", spy)
+    x, y, scaler = _images()
+    config = TrainConfig(hidden=(8,), epochs=3, batch_size=16, validation_fraction=0,
+                         augment="elastic", seed=4)
+    fit(MLP(64, (8,), 3, seed=0), x, y, scaler, config, engine=make_trainer)
+    augmenter = AUGMENTERS["elastic"]
+    assert augmenter is not None and len(seen) == 3
+    for epoch, images in enumerate(seen, start=1):  # settings for 28x28, scaled to 8x8
+        np.testing.assert_array_equal(images, augmenter.scaled_for((8, 8)).epoch(x, 4, epoch))
+    assert not np.array_equal(seen[0], seen[1])
+
+
+@pytest.mark.parametrize("engine", [None, make_trainer])
+def test_resuming_an_augmented_run_gives_the_same_weights(
+        engine: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(split, "MIN_SPLIT_WORK", 0)
+    x, y, scaler = _images()
+    config = TrainConfig(hidden=(16, 8), epochs=3, batch_size=16, lr=0.01,
+                         validation_fraction=0, augment="elastic", dropout=0.1, ema=0.9)
+    states: list[dict] = []
+    whole = MLP(64, (16, 8), 3, seed=3, dropout=0.1)
+    fit(whole, x, y, scaler, config, x[:30], y[:30], engine=engine,  # type: ignore[arg-type]
+        checkpoint=states.append)
+    resumed = MLP(64, (16, 8), 3, seed=99, dropout=0.1)
+    fit(resumed, x, y, scaler, config, x[:30], y[:30], engine=engine,  # type: ignore[arg-type]
+        resume_from=states[0])
+    for a, b in zip(resumed.get_state(), whole.get_state(), strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -286,6 +286,37 @@ def test_report_tsne_adds_its_figure(
     assert len(parse_page(folder / REPORT_FILE).img_src) == len(FIGURE_FILES)
 
 
+def test_an_augmented_run_shows_its_augmentation(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from digitnet.augment import AUGMENTERS, variants
+    from digitnet.report import AUGMENT_FIGURE, AUGMENT_VARIANTS
+
+    out = tmp_path / "run"
+    assert main(["train", "--dataset", "digits", "--epochs", "2", "--hidden", "16",
+                 "--augment", "affine", "--out", str(out), "--no-progress"]) == 0
+    figure = out / AUGMENT_FIGURE.filename
+    with Image.open(figure) as image:
+        assert image.format == "PNG" and image.size[0] >= 600
+    page = parse_page(out / REPORT_FILE)
+    assert figure.name in page.hrefs and len(page.img_src) == len(FIGURE_FILES) + 1
+    # the figure shows the library's distortions of one training image per class
+    digits = load_dataset("digits")
+    first = samples_per_class(digits.y_train, 1, seed=0)
+    augmenter = AUGMENTERS["affine"]
+    assert augmenter is not None
+    grid = variants(digits.x_train[first], augmenter.scaled_for((8, 8)), AUGMENT_VARIANTS,
+                    seed=0, image_shape=digits.image_shape)
+    assert grid.shape == (10, AUGMENT_VARIANTS + 1, 8, 8)
+    assert (grid[:, 0] == digits.x_train[first].reshape(10, 8, 8)).all()
+    assert not (grid[:, 1] == grid[:, 0]).all()
+    # the same folder trained again without augmentation: the figure goes
+    assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",
+                 "--out", str(out), "--force", "--no-progress"]) == 0
+    assert not figure.exists()
+    capsys.readouterr()
+
+
 def test_train_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "run"
     assert main(["train", "--dataset", "digits", "--epochs", "1", "--hidden", "16",

@@ -70,6 +70,7 @@ trained here are smaller and see far fewer epochs; a training recipe should tune
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Sequence
@@ -390,6 +391,18 @@ class Augmenter:
         """Whether every image comes back unchanged."""
         return not (self.shift or self.rotation or self.scale or self.shear or self.elastic)
 
+    def scaled_for(self, image_shape: Sequence[int]) -> Augmenter:
+        """These settings, which are meant for 28x28 digits, for images of ``image_shape``:
+        shifts and the elastic field's smoothness scale with the side ``k = side / 28``, its
+        strength ``alpha`` with ``k²`` (the field's displacement is ``∝ alpha / sigma``);
+        angles and zoom are the same at any size."""
+        k = min(image_shape) / 28
+        if k == 1:
+            return self
+        return dataclasses.replace(self, shift=self.shift * k,
+                                   elastic_alpha=self.elastic_alpha * k * k,
+                                   elastic_sigma=self.elastic_sigma * k)
+
     def draw(self, rng: np.random.Generator, n: int, image_shape: Sequence[int]) -> Distortion:
         """Random distortions for ``n`` images of ``image_shape``, from ``rng``.
 
@@ -449,6 +462,14 @@ class Augmenter:
             out[lo - start:hi - start] = _warp(batch[lo - start:hi - start],
                                                distortion[lo - first:hi - first])
         return out.reshape(x.shape)
+
+
+# The named settings training offers (``TrainConfig.augment``, ``--augment``).
+AUGMENTERS: dict[str, Augmenter | None] = {
+    "none": None,
+    "affine": Augmenter(elastic_alpha=0.0),
+    "elastic": Augmenter(),
+}
 
 
 def block_rng(seed: int, epoch: int, block: int) -> np.random.Generator:

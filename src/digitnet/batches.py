@@ -34,6 +34,17 @@ class BatchLoader:
         self.scaler, self.out, self.rng = scaler, out, rng
         self.batch_size = len(out)
         self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
+        self.owns_images = False  # True once x is this loader's own copy (replace_images)
+
+    def replace_images(self, x: NDArray[np.uint8]) -> None:
+        """Train on ``x`` (the same shape; e.g. this epoch's augmented images) from the next
+        epoch on. The images are copied into the loader's own array, never into the caller's
+        (a trainer that shares that array with another process sets :attr:`owns_images`)."""
+        if x.shape != self.x.shape:
+            raise ValueError(f"expected images of shape {self.x.shape}, got {x.shape}")
+        if not self.owns_images:
+            self.x, self.owns_images = np.empty_like(self.x), True
+        np.copyto(self.x, x)
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)

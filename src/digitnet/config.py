@@ -15,6 +15,7 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DTYPE_NAMES = ("float32", "float64")
 ENGINES = ("fast", "textbook")
+AUGMENTATIONS = ("none", "affine", "elastic")  # digitnet.augment.AUGMENTERS
 
 
 @dataclass
@@ -46,6 +47,7 @@ class TrainConfig:
     label_smoothing: float = 0.0
     max_norm: float = 0.0
     ema: float = 0.0
+    augment: str = "none"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -88,6 +90,8 @@ class TrainConfig:
              "max_norm must be a number >= 0 (0: no constraint)"),
             (is_finite_number(self.ema) and 0 <= self.ema < 1,
              "ema must be in [0, 1) (0: no weight averaging)"),
+            (self.augment in AUGMENTATIONS,
+             f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}"),
         ]
         return [message for ok, message in checks if not ok]
 

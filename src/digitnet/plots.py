@@ -443,6 +443,31 @@ def training_samples(
 
 
 @_styled
+def augmentation_variants(grid: ArrayLike, labels: Sequence[str],
+                          value_range: tuple[float, float] | None = None) -> Figure:
+    """Rows of ``grid`` ``(n, 1 + k, h, w)``: an image, then ``k`` distortions of it;
+    each row labelled with ``labels[i]``."""
+    tiles = np.asarray(grid, dtype=np.float64)
+    n, per_row, h, w = tiles.shape
+    if len(labels) != n:
+        raise ValueError(f"{n} rows of images but {len(labels)} labels")
+    lo, hi = _value_range(tiles.reshape(-1, h, w), value_range)
+    pad = max(1, h // 14)
+    mosaic = _mosaic(tiles.reshape(-1, h, w), per_row, pad)
+    height = 8.0 * mosaic.shape[0] / mosaic.shape[1]
+    fig = Figure(figsize=(8.0, max(3.0, height + 1.0)), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(mosaic, cmap=_cmap(IMAGE_CMAP, SEPARATOR_COLOR), vmin=lo, vmax=hi)
+    ax.set_title("Augmentation: each training image (left), then distortions of it")
+    ax.set_xticks([pad + (h - 1) / 2 + j * (w + pad) for j in range(per_row)],
+                  labels=["original", *[str(j) for j in range(1, per_row)]])
+    ax.set_yticks([pad + i * (h + pad) + (h - 1) / 2 for i in range(n)], labels=list(labels))
+    ax.tick_params(length=0)
+    ax.set_ylabel("class")
+    return fig
+
+
+@_styled
 def explanation(image: ArrayLike, saliency: ArrayLike, runner_up_saliency: ArrayLike,
                 hidden: ArrayLike, answer: str, runner_up: str, probabilities: tuple[float, float]
                 ) -> Figure:

@@ -52,7 +52,10 @@ class WeightAverage:
         """``θ̄ <- θ̄ + (1 - β_t)(θ - θ̄)`` for every array."""
         beta = min(self.decay, (1 + self.t) / (10 + self.t))
         for avg, p in zip(self.average, parameters, strict=True):
-            avg += (1.0 - beta) * (p - avg)
+            # θ̄ + (1 - β)(θ - θ̄) = β (θ̄ - θ) + θ, in place: no temporary arrays
+            avg -= p
+            avg *= beta
+            avg += p
         self.t += 1
 
     def averaged_state(self, like: Sequence[Array]) -> list[Array]:

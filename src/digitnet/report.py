@@ -33,7 +33,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
-from digitnet import __version__, plots, projection, robustness
+from digitnet import __version__, augment, plots, projection, robustness
 from digitnet.config import is_finite_number, is_int
 from digitnet.data.datasets import Dataset
 from digitnet.errors import DigitnetError
@@ -121,7 +121,13 @@ TSNE_FIGURE = FigureSpec(
     "that are near each other in a layer near each other here: clusters show more clearly, "
     "but the distances between clusters and the axes mean nothing.")
 FIGURE_FILES = tuple(spec.filename for spec in FIGURES)
-OPTIONAL_FIGURE_FILES = (TSNE_FIGURE.filename,)
+AUGMENT_FIGURE = FigureSpec(
+    "augmentation.png", "What augmentation shows the network",
+    "One training image of each class (left column), then fresh random distortions of it "
+    "with the run's augmentation setting: every epoch trains on new ones like these, never "
+    "twice the same image.")
+OPTIONAL_FIGURE_FILES = (TSNE_FIGURE.filename, AUGMENT_FIGURE.filename)
+AUGMENT_VARIANTS = 8
 
 
 # ----------------------------------------------------------------------- formatting
@@ -362,18 +368,34 @@ def draw_figures(
             dataset.x_train[samples], dataset.y_train[samples], class_names,
             dataset.image_shape, SAMPLES_PER_CLASS, value_range=value_range),
     }
-    order = [spec.filename for spec in _specs(tsne)]
+    augmenter = _augmenter(metrics)
+    if augmenter is not None:
+        first = samples_per_class(dataset.y_train, 1, seed=0)
+        grid = augment.variants(dataset.x_train[first],
+                                augmenter.scaled_for(dataset.image_shape), AUGMENT_VARIANTS,
+                                seed=0, image_shape=dataset.image_shape)
+        figures[AUGMENT_FIGURE.filename] = plots.augmentation_variants(
+            grid, [class_names[int(c)] for c in dataset.y_train[first]],
+            value_range=value_range)
+    order = [spec.filename for spec in _specs(tsne, augmenter is not None)]
     assert sorted(figures) == sorted(order)
     return {name: figures[name] for name in order}
 
 
-def _specs(tsne: bool) -> tuple[FigureSpec, ...]:
+def _specs(tsne: bool, augmented: bool = False) -> tuple[FigureSpec, ...]:
     """The figures of a report, in page order: :data:`FIGURES`, the t-SNE map after the
-    PCA one when ``tsne``."""
-    if not tsne:
-        return FIGURES
-    at = FIGURE_FILES.index("points_map.png") + 1
-    return (*FIGURES[:at], TSNE_FIGURE, *FIGURES[at:])
+    PCA one when ``tsne``, the augmentation figure last when the run augmented its data."""
+    specs: tuple[FigureSpec, ...] = FIGURES
+    if tsne:
+        at = FIGURE_FILES.index("points_map.png") + 1
+        specs = (*FIGURES[:at], TSNE_FIGURE, *FIGURES[at:])
+    return (*specs, AUGMENT_FIGURE) if augmented else specs
+
+
+def _augmenter(metrics: Mapping[str, Any]) -> augment.Augmenter | None:
+    """The augmentation the run's configuration names (``None``: none, or unknown)."""
+    name = (metrics.get("config") or {}).get("augment", "none")
+    return augment.AUGMENTERS.get(name) if isinstance(name, str) else None
 
 
 # ------------------------------------------------------------------------------ page
@@ -435,7 +457,8 @@ def _figure_entries(
         {"file": spec.filename, "title": spec.title, "caption": spec.caption.format(**facts),
          "data_uri": "data:image/png;base64," + base64.b64encode(pngs[spec.filename]).decode(),
          "tables": tables.get(spec.filename, [])}
-        for spec in _specs(TSNE_FIGURE.filename in pngs) if spec.filename in pngs
+        for spec in _specs(TSNE_FIGURE.filename in pngs, AUGMENT_FIGURE.filename in pngs)
+        if spec.filename in pngs
     ]
 
 
@@ -559,8 +582,9 @@ def write_report(
                                          tsne).items():
         pngs[filename] = plots.save_png(figure)
         atomic_write_bytes(folder / filename, pngs[filename])
-    if not tsne:
-        (folder / TSNE_FIGURE.filename).unlink(missing_ok=True)
+    for optional in OPTIONAL_FIGURE_FILES:  # from an earlier report: not on this page
+        if optional not in pngs:
+            (folder / optional).unlink(missing_ok=True)
     atomic_write_json(folder / ROBUSTNESS_FILE, numbers)
     page = folder / REPORT_FILE
     atomic_write_text(page, render_html(folder, model, metrics, pngs, numbers))

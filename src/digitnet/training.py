@@ -8,7 +8,9 @@ of ``batch_size``. For each batch ``(x, y)`` (:meth:`TextbookTrainer.step`)::
 
 and, when the configuration asks for them (:class:`AfterStep`), a max-norm constraint on
 the weights and an update of their running average (:mod:`digitnet.regularizers`).
-Dropout is a layer of the network, label smoothing a setting of its loss.
+Dropout is a layer of the network, label smoothing a setting of its loss. With data
+augmentation every epoch trains on fresh distortions of the training images
+(:class:`EpochImages`, :mod:`digitnet.augment`).
 
 ``batch_size=1`` is stochastic gradient descent, ``batch_size=n`` full-batch gradient
 descent, anything between mini-batch gradient descent.
@@ -20,6 +22,7 @@ way (:mod:`digitnet.engine`, which ``digitnet train`` uses) is passed in explici
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -29,6 +32,7 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.augment import AUGMENTERS, Augmenter
 from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
@@ -169,6 +173,22 @@ class AfterStep:
         return bool(self.max_norm) or self.average is not None
 
 
+class EpochImages:
+    """The training images of every epoch, freshly distorted (:meth:`Augmenter.epoch`):
+    ``images(epoch)``. They depend only on the seed and the epoch, so a resumed run sees the
+    same ones. Computed here, when asked; the fast engine computes the next epoch's in
+    another process while this one trains (``trainer.prefetch_images``)."""
+
+    def __init__(self, augmenter: Augmenter, x: NDArray[np.uint8], seed: int,
+                 epochs: int) -> None:
+        side = math.isqrt(x.shape[1])  # square images (MNIST 28x28, digits 8x8)
+        self.augmenter = augmenter.scaled_for((side, side))
+        self.x, self.seed, self.epochs = x, int(seed), epochs
+
+    def __call__(self, epoch: int) -> NDArray[np.uint8]:
+        return self.augmenter.epoch(self.x, self.seed, epoch)
+
+
 # A mean cross-entropy above this many nats gives the true class a probability below e^-100:
 # training that gets there has diverged (a learning rate far too high), and does not return.
 DIVERGED_LOSS = 100.0
@@ -258,6 +278,13 @@ def fit(
     trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
     after = AfterStep(network, config)
     average = after.average
+    augmenter = AUGMENTERS[config.augment]
+    images: Callable[[int], NDArray[np.uint8]] | None = None
+    if augmenter is not None:
+        images = EpochImages(augmenter, x_train, config.seed, config.epochs)
+        prefetch = getattr(trainer, "prefetch_images", None)
+        if callable(prefetch):
+            images = prefetch(images)
     steps_per_epoch = len(trainer.batches)
     total_steps = steps_per_epoch * config.epochs
     warmup = int(config.warmup_epochs * steps_per_epoch)
@@ -291,6 +318,8 @@ def fit(
         with trainer:
             for epoch in range(first_epoch, config.epochs + 1):
                 epoch_start = time.perf_counter()
+                if images is not None:
+                    trainer.batches.replace_images(images(epoch))
 
                 def show(seen: int, loss: float, acc: float, epoch: int = epoch) -> None:
                     if bar is not None:

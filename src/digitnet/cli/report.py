@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     dataset = common.load_data(args)
     started = time.perf_counter()
     page = write_report(args.run_dir, model, metrics, dataset, tsne=args.tsne)
-    count = len(FIGURE_FILES) + (len(OPTIONAL_FIGURE_FILES) if args.tsne else 0)
+    folder = page.parent  # the figures the page shows (write_report removes stale ones)
+    count = sum((folder / name).is_file() for name in (*FIGURE_FILES, *OPTIONAL_FIGURE_FILES))
     common.info(f"drew {count} figures in {time.perf_counter() - started:.1f}s")
     print(f"report: {page}")
     return 0

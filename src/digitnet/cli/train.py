@@ -10,6 +10,7 @@ from typing import Any
 from digitnet.cli import common
 from digitnet.config import (
     ACTIVATION_NAMES,
+    AUGMENTATIONS,
     DTYPE_NAMES,
     ENGINES,
     OPTIMIZERS,
@@ -76,6 +77,10 @@ def register(sub: Any) -> None:
     reg.add_argument("--max-norm", type=common.non_negative_float, metavar="C",
                      help="keep each unit's incoming weight vector within norm C (0: off) "
                      f"{_default('max_norm')}")
+    reg.add_argument("--augment", choices=AUGMENTATIONS,
+                     help="train every epoch on fresh random distortions of the training "
+                     "images: 'affine' (shifts, rotations, scaling, shear) or 'elastic' (the "
+                     f"same plus elastic distortions) {_default('augment')}")
     reg.add_argument("--ema", type=common.fraction, metavar="DECAY",
                      help="validate and save an exponential moving average of the weights "
                      f"(e.g. 0.999; 0: off) {_default('ema')}")

@@ -22,9 +22,11 @@ from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.engine.optimizers import make_optimizer, n_state_vectors
+from digitnet.engine.prefetch import PrefetchedEpochs
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import load_state_dict, state_dict
+from digitnet.training import EpochImages
 
 Array = NDArray[np.floating]
 Allocate = Callable[[tuple[int, ...], Any], NDArray[Any]]
@@ -111,6 +113,7 @@ class FusedTrainer:
         buffer = np.empty((min(config.batch_size, len(x)), network.n_inputs),
                           dtype=DTYPES[network.dtype])
         self.batches = BatchLoader(x, y, scaler, buffer, rng)
+        self._prefetch: PrefetchedEpochs | None = None
 
     def __enter__(self) -> FusedTrainer:
         self.flat.attach()
@@ -118,6 +121,13 @@ class FusedTrainer:
 
     def __exit__(self, *exc: object) -> None:
         self.flat.detach()
+        if self._prefetch is not None:
+            self._prefetch.close()
+
+    def prefetch_images(self, source: EpochImages) -> PrefetchedEpochs:
+        """Augmented epochs computed one ahead in a worker process (:mod:`.prefetch`)."""
+        self._prefetch = PrefetchedEpochs(source)
+        return self._prefetch
 
     def step(self, x: Array, y: NDArray[np.integer], lr: float) -> tuple[float, int]:
         """Forward, backward and one descent step; the loss and number of correct answers."""

@@ -100,10 +100,12 @@ from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.engine.flat import FlatParameters
 from digitnet.engine.optimizers import Optimizer, make_optimizer, n_state_vectors
+from digitnet.engine.prefetch import PrefetchedEpochs
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.layers import Dense
 from digitnet.network import MLP
 from digitnet.optimizers import load_state_dict, state_dict
+from digitnet.training import EpochImages
 
 Array = NDArray[np.floating]
 
@@ -676,7 +678,12 @@ class SplitTrainer:
         self.cuts = [layer.W.shape[0] // 2 for layer in network.dense[: self.n_split]]
         self.optimizer, self.helper_optimizer = self._optimizers()
         self.batch_buffers = [shared_array((n, network.n_inputs), dtype) for _ in range(2)]
+        augmenting = config.augment != "none"
+        if augmenting:  # each epoch's images are written here, where the helper reads them
+            x = _shared_copy(x)
         self.batches = SplitBatchLoader(x, y, scaler, self.batch_buffers, rng)
+        self.batches.owns_images = augmenting
+        self._prefetch: PrefetchedEpochs | None = None
         self._stack = contextlib.ExitStack()
         self._last_step_end: float | None = None
         self._steps = 0
@@ -735,6 +742,13 @@ class SplitTrainer:
 
     def __exit__(self, *exc: object) -> None:
         self._stack.close()
+        if self._prefetch is not None:
+            self._prefetch.close()
+
+    def prefetch_images(self, source: EpochImages) -> PrefetchedEpochs:
+        """Augmented epochs computed one ahead in a worker process (:mod:`.prefetch`)."""
+        self._prefetch = PrefetchedEpochs(source)
+        return self._prefetch
 
     def step(self, x: Array, y: NDArray[np.integer], lr: float) -> tuple[float, int]:
         """Forward, backward and one optimizer step on the batch ``x`` (from
@@ -804,6 +818,13 @@ class SplitTrainer:
                                   c.momentum, decay_pairs=pairs, state=state)
 
         return build(ours, here_pairs), build(theirs, there_pairs)
+
+
+def _shared_copy(x: NDArray[Any]) -> NDArray[Any]:
+    """``x`` copied into shared memory (writes after the fork are seen by both processes)."""
+    copy = shared_array(x.shape, x.dtype)
+    np.copyto(copy, x)
+    return copy
 
 
 def _complement(slices: list[slice], size: int) -> list[slice]:
