@@ -267,3 +267,21 @@ def test_a_short_load_test_has_no_errors(tmp_path: Path) -> None:
     assert result["cut_off"] == 8
     assert result["server_peak_rss_mb"] is None or result["server_peak_rss_mb"] < 500
     assert result["p99_ms"] >= result["p50_ms"] > 0
+
+
+def test_time_to_99_runs_the_same_recipe_in_both(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """The long benchmark's code path, on the 8x8 digits for two epochs (PyTorch when
+    installed): both sides train and report their test accuracy after every epoch."""
+    from benchmarks import time_to_99
+
+    out = tmp_path / "t.json"
+    assert time_to_99.main(["--dataset", "digits", "--epochs", "2", "--hidden", "32",
+                            "--target", "0.5", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["config"]["augment"] == "elastic" and report["config"]["epochs"] == 2
+    runs = report["idle"]
+    for name in ("digitnet", *(("pytorch",) if compare.torch_available() else ())):
+        assert 1 <= len(runs[name]["curve"]) <= 2
+        assert all(0 <= acc <= 1 for _, acc in runs[name]["curve"])
+    assert "time to 50.0%" in capsys.readouterr().out

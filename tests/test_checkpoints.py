@@ -97,6 +97,8 @@ def test_resume_refuses_what_does_not_fit(tmp_path: Path,
     assert main(["train", "--resume", str(tmp_path), "--lr", "0.1"]) == 2
     err = capsys.readouterr().err
     assert "its own settings; leave out --lr" in err and len(err.strip().splitlines()) == 1
+    assert main(["train", "--resume", str(tmp_path), "--preset", "fast"]) == 2
+    assert "leave out --preset" in capsys.readouterr().err
     (tmp_path / CHECKPOINT_FILE).write_bytes(b"PK\x03\x04 not really")
     assert main(["train", "--resume", str(tmp_path), "--no-progress"]) == 2
     assert "not a readable checkpoint" in capsys.readouterr().err

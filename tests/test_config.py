@@ -66,3 +66,30 @@ def test_good_settings_are_kept() -> None:
     assert config.hidden == (128, 64) and config.schedule == "cosine"
     with pytest.raises(ValueError, match="unknown training option"):
         recipe("mnist", learning_rate=0.1)
+
+
+def test_presets_replace_the_defaults_and_options_replace_the_preset() -> None:
+    from digitnet.config import PRESETS, TrainConfig, recipe
+
+    for name, (summary, settings) in PRESETS.items():
+        config = recipe("mnist", name)
+        assert summary and all(getattr(config, k) == (tuple(v) if k == "hidden" else v)
+                               for k, v in settings.items())
+        assert recipe("mnist", name, epochs=1).epochs == 1
+        unset = {k for k in TrainConfig().to_dict() if k not in settings}
+        assert all(getattr(config, k) == getattr(TrainConfig(), k) for k in unset)
+    with pytest.raises(ValueError, match="unknown preset 'huge'"):
+        recipe("mnist", "huge")
+
+
+def test_train_takes_a_preset(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from digitnet.cli import main
+    from digitnet.config import PRESETS
+
+    out = tmp_path / "r"
+    assert main(["train", "--dataset", "digits", "--preset", "fast", "--hidden", "16",
+                 "--out", str(out), "--no-progress", "--no-plots"]) == 0
+    config = json.loads((out / "metrics.json").read_text())["config"]
+    assert config["epochs"] == PRESETS["fast"][1]["epochs"] and config["hidden"] == [16]

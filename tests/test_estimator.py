@@ -409,3 +409,37 @@ def test_hidden_layer_sizes_take_array_likes_as_scikit_learn_does(sizes: Any) ->
     est = small(hidden_layer_sizes=sizes, max_iter=1).fit(X, y)
     expected = [int(sizes)] if np.ndim(sizes) == 0 else [int(s) for s in sizes]
     assert list(est.network_.hidden) == expected
+
+
+def test_regularization_parameters_train_as_the_command_line_does(digits: Any) -> None:
+    from digitnet.config import TrainConfig
+    from digitnet.network import MLP
+    from digitnet.training import fit
+
+    X, _, y, _ = digits
+    params = dict(hidden_layer_sizes=(16,), max_iter=3, batch_size=64, random_state=0,
+                  dropout=0.2, label_smoothing=0.1, max_norm=1.5)
+    clf = DigitNetClassifier(**params).fit(X, y)
+    assert len(clf.network_.dropouts) == 1 and clf.network_.dropout == 0.2
+    for layer in clf.network_.dense:
+        assert (np.linalg.norm(layer.W, axis=0) <= 1.5 + 1e-9).all()
+    # the same as digitnet.training.fit with the same settings
+    config = TrainConfig(hidden=(16,), epochs=3, batch_size=64, lr=1e-3, schedule="constant",
+                         validation_fraction=0.0, dtype="float64", dropout=0.2,
+                         label_smoothing=0.1, max_norm=1.5)
+    net = MLP(X.shape[1], (16,), 10, dtype="float64", seed=0, dropout=0.2)
+    from digitnet.engine import make_trainer
+    from digitnet.estimator import IDENTITY
+
+    fit(net, X, np.unique(y, return_inverse=True)[1], IDENTITY, config, engine=make_trainer)
+    for a, b in zip(clf.network_.get_state(), net.get_state(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    plain = DigitNetClassifier(hidden_layer_sizes=(16,), max_iter=3, batch_size=64,
+                               random_state=0).fit(X, y)
+    assert not np.array_equal(plain.network_.dense[0].W, clf.network_.dense[0].W)
+    again = DigitNetClassifier(**params).partial_fit(X, y, classes=np.unique(y))
+    for layer in again.network_.dense:
+        assert (np.linalg.norm(layer.W, axis=0) <= 1.5 + 1e-9).all()
+    assert clone(clf).get_params()["dropout"] == 0.2
+    with pytest.raises(ValueError, match="dropout must be in"):
+        DigitNetClassifier(dropout=1.0).fit(X, y)

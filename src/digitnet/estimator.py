@@ -53,7 +53,7 @@ from digitnet.engine import trainer_factory
 from digitnet.layers import log_softmax
 from digitnet.model_io import TrainedModel, load_model, save_model
 from digitnet.network import DTYPES, MLP
-from digitnet.training import Diverged, TrainConfig, fit, train_epoch
+from digitnet.training import AfterStep, Diverged, TrainConfig, fit, train_epoch
 
 IDENTITY = MinMaxScaler(0.0, 1.0)
 """``x' = (x - 0) / (1 - 0) = x``: the scaling of an estimator trained on its inputs as given."""
@@ -73,6 +73,9 @@ _PARAM_TO_CONFIG = {
     "alpha": "weight_decay",
     "momentum": "momentum",
     "dtype": "dtype",
+    "dropout": "dropout",
+    "label_smoothing": "label_smoothing",
+    "max_norm": "max_norm",
 }
 
 
@@ -125,6 +128,14 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     engine : {"fast", "textbook"}, default="fast"
         How the training step runs (:mod:`digitnet.engine`, or the plain
         :class:`digitnet.training.TextbookTrainer`); the same step either way.
+    dropout : float in [0, 1), default=0.0
+        Inverted dropout after every hidden layer while training
+        (:class:`digitnet.layers.Dropout`); predictions are unchanged by it.
+    label_smoothing : float in [0, 1), default=0.0
+        Train towards ``(1 - ε)`` one-hot ``+ ε / K`` instead of one-hot targets.
+    max_norm : float, default=0.0
+        After every step, each unit's incoming weight vector is kept within this norm
+        (0: no constraint; :func:`digitnet.regularizers.max_norm`).
 
     Attributes
     ----------
@@ -185,6 +196,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         dtype: str = "float64",
         verbose: bool = False,
         engine: str = "fast",
+        dropout: float = 0.0,
+        label_smoothing: float = 0.0,
+        max_norm: float = 0.0,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -203,6 +217,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         self.dtype = dtype
         self.verbose = verbose
         self.engine = engine
+        self.dropout = dropout
+        self.label_smoothing = label_smoothing
+        self.max_norm = max_norm
 
     # ------------------------------------------------------------------ training
     def fit(self, X: Any, y: Any) -> DigitNetClassifier:
@@ -305,7 +322,9 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         before = self.network_.get_state()
         try:
             with trainer:
-                loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init))
+                after = AfterStep(self.network_, config)
+                loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init),
+                                         after_step=after if after else None)
         except Diverged as error:  # back to the weights (and optimizer) before this call
             self.network_.set_state(before)
             warnings.warn(f"training diverged: {error} (learning rate "
@@ -473,6 +492,12 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
              f"validation_fraction must be in (0, 1), got {self.validation_fraction!r}"),
             (is_int(self.n_iter_no_change, 1),
              f"n_iter_no_change must be a positive int, got {self.n_iter_no_change!r}"),
+            (is_finite_number(self.dropout) and 0 <= self.dropout < 1,
+             f"dropout must be in [0, 1), got {self.dropout!r}"),
+            (is_finite_number(self.label_smoothing) and 0 <= self.label_smoothing < 1,
+             f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}"),
+            (is_finite_number(self.max_norm) and self.max_norm >= 0,
+             f"max_norm must be a number >= 0, got {self.max_norm!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -485,7 +510,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             schedule=self.lr_schedule,
             validation_fraction=float(self.validation_fraction) if self.early_stopping else 0.0,
             patience=int(self.n_iter_no_change) if self.early_stopping else 0,
-            seed=seed, dtype=self.dtype,
+            seed=seed, dtype=self.dtype, dropout=float(self.dropout),
+            label_smoothing=float(self.label_smoothing), max_norm=float(self.max_norm),
         )
 
     def _start(self, classes: NDArray[Any], n_features: int, seed: int) -> None:
@@ -499,7 +525,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         self.class_names_ = tuple(str(c) for c in classes)
         self.network_ = MLP(n_features, config.hidden, len(classes), config.activation,
-                            config.dtype, seed)
+                            config.dtype, seed, config.dropout)
         self.scaler_ = IDENTITY
         self.loss_curve_ = []
         self.n_iter_ = 0
@@ -511,8 +537,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     def _check_architecture(self) -> None:
         config = self._train_config(seed=0)
         net = self.network_
-        if (net.hidden, net.activation, net.dtype) != (config.hidden, config.activation,
-                                                       config.dtype):
+        if (net.hidden, net.activation, net.dtype, net.dropout) != (
+                config.hidden, config.activation, config.dtype, config.dropout):
             raise ValueError(
                 f"warm_start cannot change the network: fitted {net.describe()} "
                 f"({net.dtype}), parameters ask for hidden_layer_sizes={config.hidden}, "

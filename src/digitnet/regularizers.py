@@ -45,7 +45,9 @@ class WeightAverage:
         if not 0.0 < decay < 1.0:
             raise ValueError(f"the averaging decay must be in (0, 1), got {decay}")
         self.decay = float(decay)
-        self.average = [np.array(p, dtype=np.float64) for p in parameters]
+        # in the parameters' own precision: float32's is ample for an average, and the
+        # update then reads and writes half the memory of float64 (it runs every step)
+        self.average = [np.array(p, copy=True) for p in parameters]
         self.t = 0
 
     def update(self, parameters: Sequence[Array]) -> None:

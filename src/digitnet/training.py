@@ -246,7 +246,7 @@ def fit(
     y_val: NDArray[np.integer] | None = None,
     progress: bool = False,
     log: Callable[[str], None] | None = None,
-    on_epoch_end: Callable[[EpochRecord], None] | None = None,
+    on_epoch_end: Callable[[EpochRecord], object] | None = None,
     engine: TrainerFactory | None = None,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
     resume_from: dict[str, Any] | None = None,
@@ -262,7 +262,8 @@ def fit(
     once: the network gets back the weights of the best (or, without validation, the last)
     complete epoch, or its initial weights, and ``result.diverged`` says what happened
     (``result.best_epoch`` is 0 when no epoch was good). ``on_epoch_end(record)`` is called
-    after each epoch's validation (the network holds that epoch's weights then).
+    after each epoch's validation (the network holds that epoch's weights then: with weight
+    averaging, the averaged ones); when it returns true, training stops there.
 
     ``engine`` builds the trainer, as ``engine(network, config, x_train, y_train, scaler,
     rng)``; by default the :class:`TextbookTrainer`. ``digitnet.engine.make_trainer`` is
@@ -340,12 +341,11 @@ def fit(
                         record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
                         check_loss(record.val_loss, "the validation")
                     epoch_state = network.get_state()
-                result.history.append(record)
-                result.epochs_run = epoch
-                if log is not None:
-                    log(_epoch_line(record, config.epochs))
-                if on_epoch_end is not None:
-                    on_epoch_end(record)
+                    result.history.append(record)
+                    result.epochs_run = epoch
+                    if log is not None:
+                        log(_epoch_line(record, config.epochs))
+                    stop = on_epoch_end is not None and bool(on_epoch_end(record))
                 if record.val_loss is not None:
                     if record.val_loss < best_loss:
                         best_loss, best_state = record.val_loss, epoch_state
@@ -361,6 +361,9 @@ def fit(
                 if checkpoint is not None:
                     checkpoint(training_state(network, trainer, rng, result, best_state,
                                               best_loss, average))
+                if stop:  # the caller has seen enough (a benchmark's target reached)
+                    result.stopped_early = True
+                    break
     except KeyboardInterrupt:
         result.interrupted = True
         if log is not None:

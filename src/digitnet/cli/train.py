@@ -14,6 +14,7 @@ from digitnet.config import (
     DTYPE_NAMES,
     ENGINES,
     OPTIMIZERS,
+    PRESETS,
     RECIPES,
     SCHEDULES,
     TrainConfig,
@@ -30,6 +31,10 @@ def _default(name: str) -> str:
     return f"(default: {_show(DEFAULTS[name])}{extra})"
 
 
+def _settings(settings: dict[str, Any]) -> str:
+    return " ".join(f"--{k.replace('_', '-')} {_show(v)}" for k, v in settings.items())
+
+
 def _show(value: Any) -> str:
     return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
 
@@ -42,6 +47,10 @@ def register(sub: Any) -> None:
         "out take the data set's recipe (MNIST and Fashion-MNIST share one; digits has its own).",
     )
     common.add_data_arguments(p)
+    p.add_argument("--preset", choices=list(PRESETS), help="a named recipe (tuned on MNIST; "
+                   "options given beside it override it): " + "; ".join(
+                       f"'{name}': {summary} ({_settings(settings)})"
+                       for name, (summary, settings) in PRESETS.items()).replace("%", "%%"))
     arch = p.add_argument_group("network")
     arch.add_argument("--hidden", type=common.positive_int, nargs="+", metavar="UNITS",
                       help=f"hidden layer sizes, e.g. --hidden 128 64 {_default('hidden')}")
@@ -120,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
     given = {name: getattr(args, name) for name in DEFAULTS if getattr(args, name) is not None}
     if args.resume:
         return _resume(args, given)
-    config = recipe(args.dataset, **given)
+    config = recipe(args.dataset, args.preset, **given)
     out_dir = args.out or str(default_run_dir(args.dataset))
     with claim_run_dir(out_dir, force=args.force):  # checked before any work, held throughout
         return _train(args, config, out_dir)
@@ -131,6 +140,8 @@ def _resume(args: argparse.Namespace, given: dict[str, Any]) -> int:
     from digitnet.runs import claim_run_dir, load_checkpoint
 
     options = sorted(f"--{name.replace('_', '-')}" for name in given)
+    if args.preset:
+        options.append("--preset")
     if options or args.out or args.engine != "fast" or args.force:
         extra = options + [o for o, on in (("--out", args.out), ("--force", args.force),
                                            ("--engine", args.engine != "fast")) if on]
