@@ -304,26 +304,20 @@ def network_input(model: TrainedModel, drawing: str) -> np.ndarray:
 
 
 def test_switching_units_off_changes_the_prediction(page, server_url, model, test_set) -> None:
-    from digitnet.inside import Edits, edited_copy, edited_proba, edited_scores
+    from digitnet.inside import decisive_units, edited_scores
 
     settled(page)
     stroke(page, SEVEN)
     shown = wait_ready(page)
     before = api_answer(server_url, shown["drawing"])
     x = network_input(model, shown["drawing"])
-    net, c = model.network, before["index"]
-    layer = len(net.hidden) - 1
-    inspect = httpx.post(server_url + "api/inspect", json={"image": shown["drawing"]}).json()
-    push = np.array(inspect["explanation"]["hidden"][layer]) * net.dense[-1].W[:, c]
-    order = [int(j) for j in np.argsort(-push)]
-    for k in range(1, len(order) + 1):  # how many of the strongest units must go?
-        edits = Edits(off=frozenset((layer, j) for j in order[:k]))
-        expected = edited_proba(edited_copy(net, edits), x)[0]
-        if expected.argmax() != c:
-            break
-    else:
-        pytest.fail("switching off the whole last hidden layer keeps the answer")
-    for j in order[:k]:
+    net = model.network
+    found = decisive_units(net, x[0])  # the fewest of the strongest units that change it
+    assert found is not None, "switching off the whole last hidden layer keeps the answer"
+    edits, expected = found
+    units = sorted(j for _, j in edits.off)
+    layer, k = len(net.hidden) - 1, len(units)
+    for j in units:
         click_unit(page, layer, j)
         version = page.evaluate(READ_PAGE)["version"]
         page.check("#unit-off")

@@ -202,3 +202,30 @@ def test_edits_that_do_not_fit_the_network_are_refused(edits: Edits, message: st
     assert message in str(info.value)
     with pytest.raises(EditError, match="no unit 9 in layer 1"):
         unit_math(network(), np.zeros(20), 1, 9, Edits())
+
+
+def test_decisive_units_are_the_fewest_strongest_that_change_the_answer() -> None:
+    from digitnet.inside import decisive_units
+
+    net = network()
+    rng = np.random.default_rng(7)
+    checked = 0
+    for _ in range(5):
+        x = rng.random(20)
+        answer = int(np.argmax(net.predict_proba(x[None])[0]))
+        found = decisive_units(net, x)
+        if found is None:
+            continue
+        checked += 1
+        edits, proba = found
+        assert int(np.argmax(proba)) != answer
+        np.testing.assert_allclose(proba, edited_proba(edited_copy(net, edits), x[None])[0])
+        _, hidden = hidden_outputs(net, x, Edits())
+        support = hidden[1] * net.dense[-1].W[:, answer]
+        off = sorted(j for _, j in edits.off)
+        strongest = sorted(int(j) for j in np.argsort(-support, kind="stable")[:len(off)])
+        assert off == strongest  # the strongest supporters...
+        fewer = Edits(off=frozenset((1, j) for j in np.argsort(-support, kind="stable")
+                                    [:len(off) - 1]))
+        assert int(np.argmax(edited_proba(edited_copy(net, fewer), x[None])[0])) == answer
+    assert checked >= 3

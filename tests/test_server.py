@@ -540,31 +540,22 @@ def test_inspect_without_edits_answers_as_predict(inside_client: TestClient,
 
 def test_switching_off_units_changes_the_answer_as_the_library_says(
         inside_client: TestClient, model: TrainedModel) -> None:
-    from digitnet.inside import Edits, edited_copy, edited_proba
+    from digitnet.inside import decisive_units
 
     pixels = _seven_pixels(model)
     x = model.scaler.transform(to_model_input(np.array(pixels).reshape(
         model.image_shape) / 255, model))
     before = inside_client.post("/api/inspect", json={"pixels": pixels}).json()
-    # the hidden units that push most towards the answer, switched off one by one
-    net = model.network
-    c = before["index"]
-    push = np.array(before["explanation"]["hidden"][-1]) * net.dense[-1].W[:, c]
-    order = [int(j) for j in np.argsort(-push)]
-    layer = len(net.hidden) - 1
-    for k in range(1, len(order) + 1):
-        edits = Edits(off=frozenset((layer, j) for j in order[:k]))
-        expected = edited_proba(edited_copy(net, edits), x)[0]
-        if expected.argmax() != c:
-            break
-    else:
-        pytest.fail("switching off every unit of the last layer keeps the answer")
+    found = decisive_units(model.network, x[0])
+    assert found is not None, "switching off every unit of the last layer keeps the answer"
+    edits, expected = found
+    layer = len(model.network.hidden) - 1
     after = inside_client.post("/api/inspect", json={
         "pixels": pixels, "edits": edits.to_json()}).json()
     assert after["index"] == int(expected.argmax()) != before["index"]
     np.testing.assert_allclose(after["probabilities"], expected, atol=1e-6)
     assert after["unedited"]["prediction"] == before["prediction"]
-    assert all(after["explanation"]["hidden"][layer][j] == 0 for j in order[:k])
+    assert all(after["explanation"]["hidden"][layer][j] == 0 for _, j in edits.off)
 
 
 def test_scores_of_edited_networks(inside_client: TestClient, model: TrainedModel,

@@ -249,6 +249,25 @@ def unit_math(copy: MLP, x_row: Array, layer: int, unit: int, edits: Edits,
     }
 
 
+def decisive_units(network: MLP, x_row: Array) -> tuple[Edits, Array] | None:
+    """The fewest units of the last hidden layer, strongest supporters of the answer first,
+    whose switching off changes the answer for the scaled input ``x_row``: the edits and the
+    edited network's probabilities, or ``None`` when even all of them do not.
+
+    A unit ``j`` supports class ``c`` by ``a_j W_jc``, its share of the logit ``z_c``."""
+    _, hidden = hidden_outputs(network, x_row, Edits())
+    layer = len(network.hidden) - 1
+    answer = int(np.argmax(network.predict_proba(np.asarray(x_row).reshape(1, -1))[0]))
+    support = hidden[layer].astype(np.float64) * network.dense[-1].W[:, answer]
+    order = [int(j) for j in np.argsort(-support, kind="stable")]
+    for k in range(1, len(order) + 1):
+        edits = Edits(off=frozenset((layer, j) for j in order[:k]))
+        proba = edited_proba(edited_copy(network, edits), np.asarray(x_row).reshape(1, -1))[0]
+        if int(np.argmax(proba)) != answer:
+            return edits, proba
+    return None
+
+
 def softmax_steps(logits: Array, temperature: float = 1.0) -> dict[str, list[float] | float]:
     """The softmax of ``logits`` ``(K,)`` step by step, as it is computed:
     ``z / T``, minus its maximum (so that ``exp`` cannot overflow), ``exp``, their sum and

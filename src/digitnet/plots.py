@@ -122,6 +122,18 @@ def _mosaic(tiles: NDArray[np.float64], columns: int, pad: int) -> NDArray[np.fl
     return out
 
 
+def _panel_grid(fig: Figure, n: int, rows: int, columns: int, empty: str) -> Any:
+    """``rows x columns`` axes for ``n`` panels (the spare ones hidden), as a flat array;
+    ``None`` after writing ``empty`` on the figure when there is nothing to show."""
+    if n == 0:
+        _message(fig.subplots(), empty)
+        return None
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return axes
+
+
 def _cmap(name: str, bad: str) -> Colormap:
     return mpl.colormaps[name].with_extremes(bad=bad)
 
@@ -346,12 +358,9 @@ def misclassified_gallery(
         title += (f"\n{n_errors:,} of {n_total:,} test images misclassified "
                   f"({100 * n_errors / n_total:.2f} %); showing {shown}")
     fig.suptitle(title)
-    if n == 0:
-        _message(fig.subplots(), "no misclassified images")
+    axes = _panel_grid(fig, n, rows, columns, "no misclassified images")
+    if axes is None:
         return fig
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.set_axis_off()
     for ax, tile, t, p, c in zip(axes[:n], tiles, true_labels, predicted, confidence,
                                  strict=True):
         ax.imshow(tile, cmap=IMAGE_CMAP, vmin=lo, vmax=hi)
@@ -640,12 +649,9 @@ def points_map(
         f"{len(outlined)} of {len(wrong)}"
     fig.suptitle(f"The test images as points, layer by layer ({method}; {len(labels):,} "
                  f"images, {shown} misclassified outlined)")
-    if n == 0:
-        _message(fig.subplots(), "no layers")
+    axes = _panel_grid(fig, n, rows, columns, "no layers")
+    if axes is None:
         return fig
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes[n:]:
-        ax.set_axis_off()
     colors = _class_colors(len(class_names))
     for ax, (title, values) in zip(axes, panels, strict=False):
         points = np.asarray(values, dtype=np.float64)
