@@ -297,3 +297,35 @@ def test_resuming_an_augmented_run_gives_the_same_weights(
         resume_from=states[0])
     for a, b in zip(resumed.get_state(), whole.get_state(), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_keep_last_keeps_the_last_epoch_and_best_the_lowest_validation_loss() -> None:
+    x, y, scaler = _data()
+    base = dict(hidden=(16,), epochs=6, batch_size=16, lr=0.01, validation_fraction=0)
+    wrong = (y[:40] + 1) % 3  # a validation set the network gets worse on as it learns
+    results = {}
+    for keep in ("best", "last"):
+        config = TrainConfig(**base, keep=keep)
+        net = _net(config)
+        states: list[dict] = []
+        result = fit(net, x, y, scaler, config, x[:40], wrong, checkpoint=states.append)
+        losses = [r.val_loss for r in result.history]
+        results[keep] = (result, net, states, losses)
+    result, best_net, states, losses = results["best"]
+    assert result.best_epoch == int(np.argmin(losses)) + 1 < 6
+    for a, b in zip(best_net.get_state(), states[result.best_epoch - 1]["network"],
+                    strict=True):
+        np.testing.assert_array_equal(a, b)
+    result, net, states, losses = results["last"]
+    assert result.best_epoch == 6
+    for a, b in zip(net.get_state(), states[-1]["network"], strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(best_net.dense[0].W, net.dense[0].W)
+
+
+def test_init_scale_multiplies_the_initial_weights() -> None:
+    plain, scaled = MLP(12, (8,), 3, seed=1), MLP(12, (8,), 3, seed=1, init_scale=0.01)
+    for a, b in zip(plain.dense, scaled.dense, strict=True):
+        np.testing.assert_allclose(b.W, a.W * np.float32(0.01), rtol=1e-6)
+        np.testing.assert_array_equal(b.b, a.b)
+    assert scaled.config()["init_scale"] == 0.01

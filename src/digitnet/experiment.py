@@ -146,7 +146,8 @@ def train_run(
     scaler = MinMaxScaler.fit(dataset.x_train)
     x_tr, y_tr, x_val, y_val = split_for_training(dataset, config)
     network = MLP(dataset.n_features, config.hidden, dataset.n_classes, config.activation,
-                  config.dtype, config.seed, config.dropout, config.input_dropout)
+                  config.dtype, config.seed, config.dropout, config.input_dropout,
+                  config.init_scale)
     if log is not None:
         log(f"{dataset.name}: {len(x_tr)} training, {0 if x_val is None else len(x_val)} "
             f"validation, {len(dataset.x_test)} test samples; network {network.describe()} "

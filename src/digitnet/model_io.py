@@ -142,6 +142,8 @@ def _check_metadata(meta: Any) -> str | None:
     for key in ("dropout", "input_dropout"):
         if key in cfg and not (is_finite_number(cfg[key]) and 0 <= cfg[key] < 1):
             return f"network: {key} should be a number in [0, 1)"
+    if "init_scale" in cfg and not (is_finite_number(cfg["init_scale"]) and cfg["init_scale"] > 0):
+        return "network: init_scale should be a positive number"
     minmax = (meta.get("preprocessing") or {}).get("minmax") if isinstance(
         meta.get("preprocessing"), dict) else None
     if not (isinstance(minmax, dict) and all(
@@ -217,7 +219,7 @@ def load_model(path: str | os.PathLike[str]) -> TrainedModel:
                      ) from None
     network = MLP(cfg["n_inputs"], cfg["hidden"], cfg["n_classes"], cfg["activation"],
                   cfg["dtype"], cfg.get("seed", 0), cfg.get("dropout", 0.0),
-                  cfg.get("input_dropout", 0.0))
+                  cfg.get("input_dropout", 0.0), cfg.get("init_scale", 1.0))
     network.set_state(state)
     minmax = meta["preprocessing"]["minmax"]
     return TrainedModel(

@@ -61,6 +61,9 @@ class MLP:
     input_dropout : float in [0, 1)
         The same on the input pixels (Srivastava et al. 2014 use 0.2 there, 0.5 on hidden
         layers).
+    init_scale : float
+        Multiplies every initial weight (1: He/Glorot as they are). For experiments: tiny
+        weights starve sigmoid units of signal, huge ones kill ReLU units.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class MLP:
         seed: int = 0,
         dropout: float = 0.0,
         input_dropout: float = 0.0,
+        init_scale: float = 1.0,
     ) -> None:
         if len(hidden) < 1:
             raise ValueError("the network needs at least one hidden layer")
@@ -92,6 +96,7 @@ class MLP:
         self.seed = int(seed)
         self.dropout = float(dropout)
         self.input_dropout = float(input_dropout)
+        self.init_scale = float(init_scale)
         # The dropout masks' own generator (seeded; its state is part of a checkpoint).
         self.dropout_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2]))
         self.dropouts: list[Dropout] = []
@@ -111,6 +116,8 @@ class MLP:
             last = i == len(shapes) - 1
             # The output layer feeds softmax: Glorot keeps its logits small at the start.
             W = init_weights(fan_in, fan_out, "glorot" if last else act.init, rng, DTYPES[dtype])
+            if init_scale != 1.0:
+                W *= DTYPES[dtype](init_scale)
             layer = Dense(W, np.zeros(fan_out, dtype=DTYPES[dtype]), needs_input_grad=i > 0)
             self.dense.append(layer)
             self.layers.append(layer)
@@ -220,6 +227,7 @@ class MLP:
             "seed": self.seed,
             "dropout": self.dropout,
             "input_dropout": self.input_dropout,
+            "init_scale": self.init_scale,
         }
 
     def _check_input(self, x: Array) -> None:

@@ -144,6 +144,7 @@ def save_checkpoint(folder: str | os.PathLike[str], state: dict[str, Any],
         "rng": state["rng"], "history": state["history"],
         "dropout_rng": state.get("dropout_rng"),
         "average_t": None if average is None else average["t"],
+        "best_loss_epoch": state.get("best_loss_epoch", state["best_epoch"]),
     }
     arrays["state"] = np.array(json.dumps(meta, allow_nan=False))
     path = Path(folder) / CHECKPOINT_FILE
@@ -186,6 +187,7 @@ def load_checkpoint(folder: str | os.PathLike[str]) -> tuple[dict[str, Any], dic
         "network": network, "best": best, "rng": meta["rng"], "history": meta["history"],
         "optimizer": {"t": int(meta["t"]), "state": optimizer},
         "dropout_rng": meta.get("dropout_rng"), "average": average,
+        "best_loss_epoch": int(meta.get("best_loss_epoch") or meta["best_epoch"]),
     }
     return state, meta["about"]
 

@@ -254,8 +254,9 @@ def fit(
     """Train ``network`` in place with mini-batch gradient descent.
 
     With validation data, each epoch ends with a validation loss/accuracy; the weights of
-    the epoch with the lowest validation loss are restored at the end, and with
-    ``config.patience > 0`` training stops after that many epochs without improvement.
+    the epoch with the lowest validation loss are restored at the end (``config.keep ==
+    "best"``; ``"last"`` keeps the last epoch's, for a schedule meant to run to its end), and
+    with ``config.patience > 0`` training stops after that many epochs without improvement.
     Ctrl-C (``KeyboardInterrupt``) ends training after the current batch and keeps the
     best weights so far; ``result.interrupted`` says so. A loss that is not finite or
     explodes (above :data:`DIVERGED_LOSS`, in a step or the validation) stops training at
@@ -295,7 +296,7 @@ def fit(
         return learning_rate(config.schedule, config.lr, t, total_steps, warmup)
 
     result = TrainResult()
-    best_loss, best_state = np.inf, None
+    best_loss, best_state, best_loss_epoch = np.inf, None, 0
     first_epoch = 1
     if resume_from is not None:
         network.set_state(resume_from["network"])
@@ -310,6 +311,7 @@ def fit(
         first_epoch += 1
         result.best_epoch = int(resume_from["best_epoch"])
         best_loss = float(resume_from["best_loss"])
+        best_loss_epoch = int(resume_from.get("best_loss_epoch", result.best_epoch))
         best_state = resume_from["best"]
     initial_state = network.get_state()
     bar = _make_bar(total_steps, progress)
@@ -346,21 +348,26 @@ def fit(
                     if log is not None:
                         log(_epoch_line(record, config.epochs))
                     stop = on_epoch_end is not None and bool(on_epoch_end(record))
-                if record.val_loss is not None:
-                    if record.val_loss < best_loss:
-                        best_loss, best_state = record.val_loss, epoch_state
-                        result.best_epoch = epoch
-                    elif config.patience and epoch - result.best_epoch >= config.patience:
-                        result.stopped_early = True
-                        if log is not None:
-                            log(f"early stopping: no better validation loss for "
-                                f"{config.patience} epochs (best: epoch {result.best_epoch})")
-                        break
-                else:
+                if record.val_loss is not None and record.val_loss < best_loss:
+                    best_loss, best_loss_epoch = record.val_loss, epoch
+                    if config.keep == "best":  # the weights of the lowest validation loss
+                        best_state, result.best_epoch = epoch_state, epoch
+                elif (record.val_loss is not None and config.patience
+                        and epoch - best_loss_epoch >= config.patience):
+                    result.stopped_early = True
+                    if log is not None:
+                        log(f"early stopping: no better validation loss for "
+                            f"{config.patience} epochs (best: epoch {best_loss_epoch})")
+                    if config.keep == "last":
+                        best_state, result.best_epoch = epoch_state, epoch
+                    break
+                if record.val_loss is None or config.keep == "last":
                     best_state, result.best_epoch = epoch_state, epoch
                 if checkpoint is not None:
-                    checkpoint(training_state(network, trainer, rng, result, best_state,
-                                              best_loss, average))
+                    state = training_state(network, trainer, rng, result, best_state,
+                                           best_loss, average)
+                    state["best_loss_epoch"] = best_loss_epoch
+                    checkpoint(state)
                 if stop:  # the caller has seen enough (a benchmark's target reached)
                     result.stopped_early = True
                     break

@@ -13,6 +13,7 @@ from digitnet.config import (
     AUGMENTATIONS,
     DTYPE_NAMES,
     ENGINES,
+    KEEP,
     OPTIMIZERS,
     PRESETS,
     RECIPES,
@@ -57,6 +58,9 @@ def register(sub: Any) -> None:
     arch.add_argument("--activation", choices=ACTIVATION_NAMES,
                       help=f"hidden-layer activation {_default('activation')}")
     arch.add_argument("--dtype", choices=DTYPE_NAMES, help=_default("dtype"))
+    arch.add_argument("--init-scale", type=common.positive_float, metavar="S",
+                      help="multiply every initial weight by S (experiments: 0.01 starves a "
+                      f"sigmoid network, 10 kills ReLU units) {_default('init_scale')}")
     opt = p.add_argument_group("optimization")
     opt.add_argument("--epochs", type=common.positive_int, help=_default("epochs"))
     opt.add_argument("--batch-size", type=common.positive_int,
@@ -101,6 +105,9 @@ def register(sub: Any) -> None:
                      help="stop after this many epochs without a better validation loss "
                      "(0 = never stop early; the best epoch's weights are kept either way) "
                      + _default("patience"))
+    val.add_argument("--keep", choices=KEEP,
+                     help="which epoch's weights to keep: 'best' (lowest validation loss) or "
+                     f"'last' (for a schedule meant to run to its end) {_default('keep')}")
     val.add_argument("--seed", type=int, help=_default("seed"))
     val.add_argument("--engine", choices=ENGINES, default="fast",
                      help="how the training step runs: 'fast' (digitnet.engine: flat "
