@@ -61,8 +61,8 @@ def _cores() -> int:
 
 # ------------------------------------------------------------------ child processes
 def digitnet_train_command(data_dir: str | None, out: str) -> list[str]:
-    cmd = [sys.executable, "-m", "digitnet", "train", "--no-plots", "--no-progress",
-           "--out", out]
+    cmd = [sys.executable, "-m", "digitnet", "train", "--preset", "plain", "--no-plots",
+           "--no-progress", "--out", out]
     return cmd + (["--data-dir", data_dir] if data_dir else [])
 
 

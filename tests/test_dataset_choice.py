@@ -46,7 +46,8 @@ def test_digits_trains_to_95_percent_offline(tmp_path: Path, capsys: pytest.Capt
 
 
 def test_recipe_applies_dataset_defaults_then_overrides() -> None:
-    assert recipe("mnist") == TrainConfig()
+    assert recipe("mnist") == TrainConfig(**RECIPES["mnist"]) != TrainConfig()
+    assert recipe("fashion-mnist") == recipe("mnist", "plain") == TrainConfig()
     digits = recipe("digits")
     assert digits.epochs == RECIPES["digits"]["epochs"] != TrainConfig().epochs
     assert recipe("digits", epochs=3).epochs == 3
