@@ -38,10 +38,24 @@ def test_ten_thousand_training_images_reach_95_percent(mnist: Dataset) -> None:
 
 
 @pytest.mark.slow
-def test_default_recipe_reaches_98_percent(mnist: Dataset) -> None:
-    """The quality bar: TrainConfig() on all of MNIST (about 10 s on two cores)."""
+def test_plain_recipe_reaches_98_percent(mnist: Dataset) -> None:
+    """The plain recipe (TrainConfig(), the speed benchmarks' and the old default) on all of
+    MNIST (a few seconds on two cores)."""
     outcome = train_run(mnist, TrainConfig())
     accuracy = outcome.metrics["test_accuracy"]
-    assert accuracy >= 0.980, f"default recipe reached only {accuracy:.4f}"
+    assert accuracy >= 0.980, f"plain recipe reached only {accuracy:.4f}"
     assert outcome.metrics["n_samples"] == 10_000
     assert not outcome.result.interrupted
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("preset, bar", [(None, 0.986), ("fast", 0.980)])
+def test_the_default_and_the_fast_recipe_reach_their_bar(mnist: Dataset, preset: str | None,
+                                                          bar: float) -> None:
+    """The README's recipes (seed 0): the default past 98.6 % (issue 14's bar; it measured
+    99.0 %), the fast preset past 98.0 %, the same code path as ``digitnet train``."""
+    from digitnet.config import recipe
+
+    outcome = train_run(mnist, recipe("mnist", preset))
+    accuracy = outcome.metrics["test_accuracy"]
+    assert accuracy >= bar, f"{preset or 'default'} recipe reached only {accuracy:.4f}"
