@@ -11,10 +11,8 @@ fork, a daemon process) they are computed here, as in the textbook path.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 import multiprocessing.pool
-import os
 from typing import Any
 
 import numpy as np
@@ -23,16 +21,11 @@ from numpy.typing import NDArray
 from digitnet.training import EpochImages
 
 _SOURCE: EpochImages | None = None  # the worker's copy, inherited through fork
-WORKER_NICENESS = 10
 
 
 def _remember(source: EpochImages) -> None:
     global _SOURCE
     _SOURCE = source
-    # Below the training processes: the worker takes the cores' spare time (the helper's
-    # and this process's waits) rather than slices of the training step itself.
-    with contextlib.suppress(OSError, AttributeError):
-        os.nice(WORKER_NICENESS)
 
 
 def _epoch(epoch: int) -> NDArray[np.uint8]:
