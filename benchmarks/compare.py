@@ -12,12 +12,12 @@ It measures, in one process sequence on the same machine and data:
    same in one process;
 2. time to accuracy: wall time from the start of training until the test accuracy, checked
    at the end of each epoch (checks not timed), first reaches 98.0 %, for the recipes both
-   frameworks run alike (:func:`shared_recipes`: digitnet's default ``train`` recipe and the
-   same 784-256-128-10 network at batch 128 to 512, over 5 and 3 epochs), each with seeds
-   0-2: the ratio of the same recipe in both, and the fastest digitnet recipe against the
-   fastest PyTorch recipe (PyTorch's own recipes, :func:`pytorch_own_recipes`, compete for
-   fastest too), set beside what the matrix products alone would take
-   (:func:`products_floor`);
+   frameworks run alike (:func:`shared_recipes`: digitnet's plain recipe, ``--preset plain``
+   or TrainConfig's defaults, and the same 784-256-128-10 network at batch 128 to 512, over
+   5 and 3 epochs), each with seeds 0-2: the ratio of the same recipe in both, and the
+   fastest digitnet recipe against the fastest PyTorch recipe (PyTorch's own recipes,
+   :func:`pytorch_own_recipes`, compete for fastest too), set beside what the matrix
+   products alone would take (:func:`products_floor`);
 3. peak memory of a full ``digitnet train`` run (both processes), in a child process;
 4. the machine's sgemm GFLOP/s and the fraction of it digitnet's epoch achieves;
 5. how long ``digitnet --help`` takes;
@@ -511,7 +511,7 @@ def print_time_to_accuracy(tta: dict[str, Any]) -> None:
     print(f"   median over seeds {seeds} (how many reached {TARGET_ACCURACY:.0%}):")
     print(f"   {'batch':>7}{'peak lr':>9}{'epochs':>8}{'digitnet':>20}{'PyTorch':>20}{'ratio':>8}")
     for row in tta["shared_recipes"]:
-        mark = "  <- digitnet's default" if row["default"] else ""
+        mark = "  <- digitnet's plain recipe" if row["default"] else ""
         print(f"   {row['batch']:>7}{row['lr']:>9g}{row['epochs']:>8}"
               f"{_seconds(row['digitnet']):>20}{_seconds(row.get('pytorch')):>20}"
               f"{_ratio_text(row.get('ratio')):>8}{mark}")
@@ -520,7 +520,7 @@ def print_time_to_accuracy(tta: dict[str, Any]) -> None:
     print("   PyTorch's own defaults (nn.Linear initialization, OneCycleLR; seed 0):")
     for result in tta["pytorch_own_recipes"]:
         print(f"   {_seconds(result):>16}  {result['recipe']}")
-    print(f"   digitnet's default recipe, same recipe in both: "
+    print(f"   digitnet's plain recipe, same recipe in both: "
           f"{_ratio_text(tta['default_ratio'])} (bound 0.65)")
     print(f"   fastest digitnet / fastest PyTorch:   {_seconds(tta['fastest_digitnet'])} / "
           f"{_seconds(tta['pytorch'])} = {_ratio_text(tta['fastest_ratio'])} (goal 0.75)")

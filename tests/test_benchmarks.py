@@ -79,7 +79,7 @@ def test_the_ratios_take_digitnets_default_and_the_fastest_pytorch_recipe(
                                                       gflops=300.0)
     compare.print_time_to_accuracy(result)
     table = capsys.readouterr().out
-    assert "<- digitnet's default" in table and "not reached" in table
+    assert "<- digitnet's plain recipe" in table and "not reached" in table
     floor = result["products_floor"]["digitnet"]
     assert f"(4 epochs): {floor['seconds']:.2f} s = {floor['of_fastest_pytorch']:.2f}" in table
     assert f"same recipe in both: {digitnet[default] / torch[default]:.2f}" in table
