@@ -21,6 +21,7 @@ COMMANDS = {
     "predict": "predict",
     "serve": "serve",
     "report": "report",
+    "lab": "lab",
 }
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2

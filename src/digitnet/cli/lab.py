@@ -1,0 +1,106 @@
+"""``digitnet lab``: watch a network learn, live in the browser, and steer it; or replay a
+saved lab run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from digitnet.cli import common
+from digitnet.cli.serve import LOOPBACK_HOSTS, open_socket, port_number
+
+
+def register(sub: Any) -> None:
+    p: argparse.ArgumentParser = sub.add_parser(
+        "lab", help="watch a network learn, live in the browser, and steer it",
+        description="Serve the live training lab: a page that trains a network (on digits, "
+        "MNIST or Fashion-MNIST) with the same code as `digitnet train` and shows it learn: "
+        "the loss per batch and per epoch, gradient norms, dead units, weight histograms, "
+        "what the first layer's units look for; pause, +1 epoch, slow motion; change the "
+        "learning rate, momentum, L2, dropout, batch size and augmentation while it "
+        "trains; hints with a fix; a gradient check; guided experiments. Saves runs that "
+        "`digitnet serve` opens. Stop with Ctrl-C.",
+    )
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="folder with MNIST or Fashion-MNIST (IDX files); default: "
+                   "$DIGITNET_DATA_DIR, then the cache (never a download; the bundled "
+                   "digits set always works)")
+    p.add_argument("--runs-dir", default="runs", metavar="DIR",
+                   help="where the page saves runs (default: runs)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default: 127.0.0.1, this computer only)")
+    p.add_argument("--port", type=port_number, default=8001,
+                   help="port (default: 8001; 0 picks a free one)")
+    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
+                   default="warning", help="server log level (info logs every request)")
+    p.add_argument("--request-timeout", type=common.positive_float, default=10.0,
+                   metavar="SECONDS", help="time a client has to send a whole request "
+                   "(default: 10)")
+    p.add_argument("--max-connections", type=common.positive_int, default=100,
+                   help="open connections served at once; beyond, 503 (default: 100)")
+    p.add_argument("--replay", metavar="RUN_DIR",
+                   help="instead of serving: train a saved lab run again from its lab.json "
+                   "(configuration and change log) and check that the weights are its "
+                   "model.npz's, bit for bit (exit code 1 if not)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.replay:
+        return replay(args)
+    from digitnet.web.lab import Lab, create_lab_app
+    from digitnet.web.server import make_server
+
+    sock = open_socket(args.host, args.port)
+    port = sock.getsockname()[1]
+    loopback = args.host in LOOPBACK_HOSTS
+    allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
+    lab = Lab(args.data_dir, args.runs_dir)
+    app = create_lab_app(lab, allowed_hosts=allowed)
+    server = make_server(app, args.log_level, access_log=args.log_level in ("info", "debug"),
+                         request_timeout=args.request_timeout,
+                         max_connections=args.max_connections)
+    server.config.timeout_graceful_shutdown = 2  # event streams would otherwise hold it up
+    handle_exit = server.handle_exit
+
+    def stop(sig: int, frame: Any) -> None:
+        lab.close()  # the training thread and the event streams end now
+        handle_exit(sig, frame)
+
+    server.handle_exit = stop  # type: ignore[method-assign]
+    shown_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
+    url_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    if not loopback:
+        print(f"digitnet lab: listening on {args.host}: other computers can reach this server",
+              file=sys.stderr)
+    print(f"open http://{url_host}:{port}/ in a browser (Ctrl-C stops)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        lab.close()
+        sock.close()
+    print("digitnet lab: stopped", file=sys.stderr)
+    return 0
+
+
+def replay(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from digitnet.lab import load_record
+    from digitnet.lab import replay as replay_run
+    from digitnet.model_io import load_model
+    from digitnet.runs import MODEL_FILE
+
+    record = load_record(args.replay)
+    session = replay_run(record, data_dir=args.data_dir)
+    saved = load_model(f"{args.replay}/{MODEL_FILE}").network.get_state()
+    mine = session.network.get_state()
+    same = len(saved) == len(mine) and all(
+        a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(saved, mine, strict=True))
+    print(f"replayed {session.steps} steps ({len(record['changes'])} changes) in "
+          f"{session.train_seconds:.2f}s: the weights are "
+          f"{'identical to' if same else 'NOT identical to'} {args.replay}/{MODEL_FILE}")
+    return 0 if same else 1

@@ -1,0 +1,356 @@
+"""The lab page in a real browser: Playwright drives Debian's headless Chromium.
+
+``digitnet lab``'s application is served on 127.0.0.1 by uvicorn (in a thread) with the
+bundled digits set; the page starts short runs, and what it shows (the state, the curves,
+the statistics, the change log, the gradient check) must follow what the server's run does.
+Screenshots go to ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) missing")
+httpx = pytest.importorskip("httpx", reason="httpx (test extra) missing")
+if not Path(CHROMIUM).is_file():
+    pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)",
+                allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+TIMEOUT = 30_000  # ms: a busy 2-core machine trains, serves and renders at once
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    from digitnet.data import load_dataset
+    from digitnet.web.lab import Lab
+
+    lab = Lab(runs_dir=tmp_path_factory.mktemp("lab-runs"),
+              datasets={"digits": load_dataset("digits")})
+    yield lab
+    lab.close()
+
+
+@pytest.fixture(scope="module")
+def lab_url(lab: Any) -> Iterator[str]:
+    import uvicorn
+
+    from digitnet.cli.serve import open_socket
+    from digitnet.web.lab import create_lab_app
+
+    sock = open_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    app = create_lab_app(lab, allowed_hosts=["127.0.0.1"])
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        lab.close()  # ends the event streams
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser: Any, lab_url: str, lab: Any) -> Iterator[Any]:
+    """The lab page, loaded with no run; fails the test on any script error, console error
+    (a blocked resource included) or request that leaves 127.0.0.1."""
+    if lab.session is not None:  # each test starts from a page without a run
+        lab.session.stop()
+        lab.session.join(10)
+        lab.session = None
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    page.on("console", lambda msg: problems.append(f"console error: {msg.text}")
+            if msg.type == "error" else None)
+
+    def only_local(route: Any) -> None:
+        if route.request.url.startswith(lab_url):
+            route.continue_()
+        else:
+            problems.append(f"request to another site: {route.request.url}")
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.goto(lab_url)
+    page.wait_for_function("() => document.querySelectorAll('#experiments li').length >= 6")
+    yield page
+    context.close()
+    assert problems == []
+
+
+def shot(page: Any, name: str, full_page: bool = True) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    if full_page:  # the sticky control bar is drawn where the view is: at the top
+        page.evaluate("() => window.scrollTo(0, 0)")
+    page.screenshot(path=str(ARTIFACTS / name), full_page=full_page, animations="disabled")
+
+
+def snapshot(page: Any) -> dict[str, Any]:
+    return page.evaluate("() => window.labSnapshot")  # type: ignore[no-any-return]
+
+
+def wait_state(page: Any, *states: str) -> None:
+    page.wait_for_function("(states) => states.includes(document.querySelector('#state')"
+                           ".dataset.state)", arg=list(states), timeout=TIMEOUT)
+
+
+def wait_steps(page: Any, more_than: int) -> int:
+    page.wait_for_function("(n) => Number(document.querySelector('#state').dataset.steps) > n",
+                           arg=more_than, timeout=TIMEOUT)
+    return int(page.get_attribute("#state", "data-steps"))
+
+
+def set_field(page: Any, selector: str, value: str) -> None:
+    """Type a value into an input (or choose it in a select) and commit it: the change
+    event the page listens to."""
+    if page.evaluate(f"() => document.querySelector('{selector}').tagName") == "SELECT":
+        page.select_option(selector, value)  # fires input and change
+    else:
+        page.fill(selector, value)
+        page.dispatch_event(selector, "change")
+
+
+def slow_motion(page: Any, notch: int = 1) -> None:
+    """The slow-motion slider to ``notch`` (1: 10 ms after every step)."""
+    page.evaluate("""(n) => { const s = document.querySelector('#slow');
+      s.value = String(n); s.dispatchEvent(new Event('input', {bubbles: true})); }""", notch)
+
+
+def new_run(lab: Any, old: Any, state: str = "done") -> Any:
+    """The run that replaced ``old``, once it is in ``state``."""
+    deadline = time.monotonic() + TIMEOUT / 1000
+    while lab.session is old or lab.session.state != state:
+        assert time.monotonic() < deadline, "the new run did not get there"
+        time.sleep(0.01)
+    return lab.session
+
+
+def start(page: Any, **settings: Any) -> None:
+    """Fill the set-up form and press Start a new run."""
+    for name, value in settings.items():
+        field = f'#setup [name="{name}"]'
+        if page.evaluate(f"() => document.querySelector('{field}').tagName") == "SELECT":
+            page.select_option(field, str(value))
+        else:
+            page.fill(field, str(value))
+    page.click("#btn-start")
+
+
+def test_a_short_run_shows_its_curves_and_statistics_updating(page: Any, lab: Any) -> None:
+    slow_motion(page)  # 10 ms after every step
+    start(page, epochs=40)
+    wait_state(page, "running")
+    first = wait_steps(page, 30)
+    before = {
+        "loss": int(page.get_attribute("#chart-loss", "data-points")),
+        "grad": int(page.get_attribute("#chart-grad", "data-points")),
+        "renders": page.evaluate("() => window.labRenders"),
+    }
+    later = wait_steps(page, first + 60)
+    page.wait_for_function("() => Number(document.querySelector('#chart-loss').dataset.epochs)"
+                           " >= 2", timeout=TIMEOUT)
+    s = snapshot(page)
+    assert later > first and page.evaluate("() => window.labRenders") > before["renders"]
+    assert int(page.get_attribute("#chart-loss", "data-points")) > before["loss"]
+    assert int(page.get_attribute("#chart-grad", "data-points")) > before["grad"]
+    assert int(page.get_attribute("#chart-dead", "data-points")) > 0
+    assert page.get_attribute("#histograms", "data-layers") == "3"
+    assert page.get_attribute("#tiles", "data-units") == "64"
+    assert page.get_attribute("#augment", "data-kind") == "none"
+    # the page shows the server's numbers
+    server = lab.session
+    assert s["config"] == server.config.to_dict() and s["network"] == "64-128-64-10 relu"
+    assert s["delay"] == 0.01
+    text = page.text_content("#where")
+    assert "64-128-64-10 relu" in text and "1317 training images" in text
+    assert "epoch" in page.text_content("#numbers")
+    shot(page, "lab-running.png")
+    page.click("#btn-stop")
+    wait_state(page, "stopped")
+
+
+def test_changing_the_learning_rate_mid_run_is_recorded(page: Any, lab: Any) -> None:
+    slow_motion(page)
+    start(page, epochs=40, optimizer="momentum", lr="0.02")
+    wait_state(page, "running")
+    wait_steps(page, 20)
+    set_field(page, "#live-lr", "0.005")
+    page.wait_for_function("() => document.querySelector('#changes').dataset.count === '1'",
+                           timeout=TIMEOUT)
+    row = page.locator("#changes tbody tr").first
+    assert row.get_attribute("data-setting") == "lr"
+    cells = [c.strip() for c in row.locator("td").all_text_contents()]
+    change = lab.session.changes[0]
+    assert cells == [str(change.step), str(change.epoch), "learning rate", "0.02", "0.005"]
+    assert change.step >= 20 and change.old == 0.02 and change.new == 0.005
+    assert snapshot(page)["settings"]["lr"] == 0.005 == lab.session.settings["lr"]
+    # a per-epoch setting waits for the next epoch, and the page says so
+    set_field(page, "#live-batch_size", "64")
+    page.wait_for_function("() => document.querySelector('#changes').dataset.count === '2'",
+                           timeout=TIMEOUT)
+    assert lab.session.changes[1].at == "epoch_start"
+    assert lab.session.changes[1].step % (len(lab.session.x_train) // 32 + 1) == 0
+    set_field(page, "#live-dropout", "0.3")
+    set_field(page, "#live-augment", "affine")
+    page.wait_for_function("() => document.querySelector('#augment').dataset.kind === 'affine'",
+                           timeout=TIMEOUT)
+    page.click("#btn-pause")
+    wait_state(page, "paused")
+    page.locator("#live-title").scroll_into_view_if_needed()
+    shot(page, "lab-change-log.png", full_page=False)
+    page.locator("#aug-title").scroll_into_view_if_needed()
+    shot(page, "lab-augmentation.png", full_page=False)
+    page.click("#btn-stop")
+    wait_state(page, "stopped")
+
+
+def test_pause_step_epoch_and_resume(page: Any, lab: Any) -> None:
+    slow_motion(page)
+    start(page, epochs=40)
+    wait_state(page, "running")
+    wait_steps(page, 10)
+    page.click("#btn-pause")
+    wait_state(page, "paused")
+    paused = lab.session.steps
+    time.sleep(0.5)
+    assert lab.session.steps == paused
+    page.wait_for_function("(n) => document.querySelector('#state').dataset.steps === String(n)",
+                           arg=paused, timeout=TIMEOUT)
+    assert page.is_disabled("#btn-pause") and page.is_enabled("#btn-resume")
+    page.click("#btn-step")
+    page.wait_for_function("(n) => document.querySelector('#state').dataset.steps === String(n)",
+                           arg=paused + 1, timeout=TIMEOUT)
+    wait_state(page, "paused")
+    page.click("#btn-epoch")
+    page.wait_for_function("() => { const s = window.labSnapshot; return s.state === 'paused'"
+                           " && s.epoch_progress === 0 && s.steps % s.steps_per_epoch === 0"
+                           " && s.steps > 0; }", timeout=TIMEOUT)
+    assert lab.session.epoch_seen == 0 and lab.session.epochs_done >= 1
+    page.click("#btn-resume")
+    wait_state(page, "running")
+    wait_steps(page, lab.session.steps + 5)
+    page.click("#btn-stop")
+    wait_state(page, "stopped")
+    assert page.is_disabled("#btn-stop")
+
+
+def test_the_gradient_check_in_the_page(page: Any, lab: Any) -> None:
+    start(page, epochs=3)
+    wait_state(page, "done")
+    page.click("#btn-gradcheck")
+    page.wait_for_function("() => document.querySelector('#gradcheck').dataset.ok === 'true'",
+                           timeout=TIMEOUT)
+    rows = page.locator("#gradcheck tbody tr")
+    assert rows.count() == 3
+    result = lab.session.last_gradient_check
+    assert result["ok"] and all(r["error"] < 1e-6 for r in result["layers"])
+    for i, r in enumerate(result["layers"]):
+        cells = rows.nth(i).locator("td").all_text_contents()
+        assert cells[0] == f"layer {r['layer']}" and cells[1] == "\u00d7".join(map(str, r["shape"]))
+        assert float(cells[2]) == pytest.approx(r["W"], rel=0.06)  # two digits shown
+        assert cells[4] == "✓"
+    assert "backpropagation computes the gradient" in page.text_content("#gradcheck-note")
+    page.locator("#gc-title").scroll_into_view_if_needed()
+    shot(page, "lab-gradient-check.png", full_page=False)
+
+
+def test_an_exploding_loss_is_stopped_and_the_hint_fixes_it(page: Any, lab: Any) -> None:
+    page.click('#experiments button[data-experiment="lr-too-high"]')
+    wait_state(page, "diverged")
+    message = page.text_content("#message")
+    assert "diverged" in message and "check_loss" in message
+    assert "error" in page.get_attribute("#message", "class")
+    page.wait_for_selector('#hints .hint[data-id="diverged"]', timeout=TIMEOUT)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shot(page, "lab-diverged.png", full_page=False)
+    page.click('#hints .hint[data-id="diverged"] button')
+    page.wait_for_function("() => window.labSnapshot.config.lr === 0.5"
+                           " && window.labSnapshot.state !== 'diverged'", timeout=TIMEOUT)
+    assert lab.session.config.train.lr == 0.5
+    lab.session.stop()
+
+
+def test_an_experiment_shows_vanishing_gradients_and_its_hint(page: Any, lab: Any) -> None:
+    slow_motion(page)
+    page.click('#experiments button[data-experiment="sigmoid-tiny-init"]')
+    page.wait_for_selector('#hints .hint[data-id="vanishing-gradients"]', timeout=TIMEOUT)
+    assert snapshot(page)["config"]["activation"] == "sigmoid"
+    wait_steps(page, 60)
+    page.click("#btn-pause")
+    wait_state(page, "paused")
+    page.locator("#layers-title").scroll_into_view_if_needed()
+    shot(page, "lab-vanishing.png", full_page=False)
+    page.click("#btn-stop")
+    wait_state(page, "stopped")
+
+
+def test_saving_from_the_page(page: Any, lab: Any) -> None:
+    start(page, epochs=2)
+    wait_state(page, "done")
+    page.click("#btn-save")
+    page.wait_for_function("() => document.querySelector('#saved').dataset.folder",
+                           timeout=TIMEOUT)
+    folder = Path(page.get_attribute("#saved", "data-folder"))
+    assert (folder / "model.npz").is_file() and (folder / "report.html").is_file()
+    assert json.loads((folder / "lab.json").read_text())["steps"] == lab.session.steps
+    assert f"digitnet serve --model {folder}" in page.text_content("#saved")
+
+
+def test_how_fast_the_lab_trains_with_the_page_watching(page: Any, lab: Any) -> None:
+    """The default digits run trained with the page open (rendering every snapshot) and
+    without anyone watching, in this process; written to test-artifacts/lab-speed.json,
+    reported, never asserted (machines are noisy). ``python -m benchmarks.lab_speed``
+    compares with ``digitnet train``."""
+    from digitnet.lab import LabConfig, LabSession
+
+    watched = []
+    for _ in range(3):
+        old = lab.session
+        start(page)
+        watched.append(new_run(lab, old).train_seconds)
+    alone = []
+    for _ in range(3):
+        s = LabSession(LabConfig.from_dict({"dataset": "digits"}), lab.dataset("digits"))
+        s.run()
+        alone.append(s.train_seconds)
+    report = {"watched_seconds": watched, "alone_seconds": alone,
+              "median_ratio": sorted(watched)[1] / sorted(alone)[1],
+              "steps": lab.session.steps, "renders": page.evaluate("() => window.labRenders")}
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "lab-speed.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(f"lab speed: {report}")
