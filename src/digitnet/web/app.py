@@ -195,15 +195,6 @@ def create_app(
         except ApiError as exc:
             return error_response(exc.status, exc.message)
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail), exc.headers)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        logger.error("error while answering %s %s", request.method, request.url.path,
-                     exc_info=exc)
-        return error_response(500, "internal server error")
-
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
@@ -222,9 +213,26 @@ def create_app(
     return Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: http_error, Exception: server_error},
+        exception_handlers=EXCEPTION_HANDLERS,
     )
 
 
 def error_response(status: int, message: str, headers: Any = None) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """A Starlette HTTP error (404, 405, 413...) as JSON."""
+    assert isinstance(exc, HTTPException)
+    return error_response(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def server_error(request: Request, exc: Exception) -> Response:
+    """Any other exception: logged, and a JSON 500; the server keeps running."""
+    logger.error("error while answering %s %s", request.method, request.url.path,
+                 exc_info=exc)
+    return error_response(500, "internal server error")
+
+
+# Every error answer of digitnet's web applications (the drawing page's and the lab's) is JSON.
+EXCEPTION_HANDLERS: dict[Any, Any] = {HTTPException: http_error, Exception: server_error}

@@ -41,7 +41,6 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -50,7 +49,14 @@ from starlette.staticfiles import StaticFiles
 
 from digitnet.data.datasets import Dataset
 from digitnet.errors import DigitnetError
-from digitnet.web.app import STATIC_DIR, HostCheck, SecurityHeaders, error_response, read_body
+from digitnet.web.app import (
+    EXCEPTION_HANDLERS,
+    STATIC_DIR,
+    HostCheck,
+    SecurityHeaders,
+    error_response,
+    read_body,
+)
 
 MAX_BODY_BYTES = 64_000
 EVENT_INTERVAL = 0.25  # seconds between two snapshots sent while the run changes
@@ -350,15 +356,6 @@ def create_lab_app(lab: Lab, allowed_hosts: list[str] | None = None,
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache"})
 
-    async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return error_response(exc.status_code, str(exc.detail), exc.headers)
-
-    async def server_error(request: Request, exc: Exception) -> Response:
-        logger.error("error while answering %s %s", request.method, request.url.path,
-                     exc_info=exc)
-        return error_response(500, "internal server error")
-
     routes = [
         Route("/", index, methods=["GET"]),
         Route("/api/health", health, methods=["GET"]),
@@ -376,4 +373,4 @@ def create_lab_app(lab: Lab, allowed_hosts: list[str] | None = None,
     if allowed_hosts is not None:
         middleware.append(Middleware(HostCheck, allowed=list(allowed_hosts)))
     return Starlette(routes=routes, middleware=middleware,
-                     exception_handlers={HTTPException: http_error, Exception: server_error})
+                     exception_handlers=EXCEPTION_HANDLERS)
