@@ -59,6 +59,7 @@ from digitnet.config import AUGMENTATIONS, TrainConfig, is_finite_number, is_int
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.errors import DigitnetError
+from digitnet.gradcheck import numerical_gradient, relative_error
 from digitnet.layers import ActivationLayer, Dropout
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import learning_rate
@@ -1158,13 +1159,6 @@ def _b64(images: NDArray[Any]) -> str:
 
 
 # ----------------------------------------------------------------------- gradient check
-def relative_error(analytic: Array, numeric: Array) -> float:
-    """``||a - n|| / (||a|| + ||n||)`` (0 when both are 0): the measure of the test suite's
-    gradient checks."""
-    denom = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
-    return 0.0 if denom == 0.0 else float(np.linalg.norm(analytic - numeric)) / denom
-
-
 def gradient_check(network: MLP, state: Sequence[Array], x: Array, y: NDArray[np.integer],
                    entries: int = 24, eps: float = 1e-6, seed: int = 0,
                    smoothing: float = 0.0) -> dict[str, Any]:
@@ -1193,18 +1187,9 @@ def gradient_check(network: MLP, state: Sequence[Array], x: Array, y: NDArray[np
         row: dict[str, Any] = {"layer": i + 1, "shape": list(dense.W.shape)}
         for name, param, grad in (("W", dense.W, analytic[2 * i]),
                                   ("b", dense.b, analytic[2 * i + 1])):
-            flat, flat_grad = param.reshape(-1), grad.reshape(-1)
-            picked = rng.choice(flat.size, size=min(entries, flat.size), replace=False)
-            numeric = np.empty(len(picked))
-            for k, j in enumerate(picked):
-                saved = flat[j]
-                flat[j] = saved + eps
-                up = loss()
-                flat[j] = saved - eps
-                down = loss()
-                flat[j] = saved
-                numeric[k] = (up - down) / (2 * eps)
-            a = flat_grad[picked]
+            picked = rng.choice(param.size, size=min(entries, param.size), replace=False)
+            numeric = numerical_gradient(loss, param, eps, picked)
+            a = grad.reshape(-1)[picked]
             row[name] = relative_error(a, numeric)
             row[f"{name}_checked"] = len(picked)
             row[f"{name}_largest_gradient"] = float(np.abs(a).max()) if len(a) else 0.0
