@@ -7,8 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from digitnet.cli import common
-from digitnet.cli.serve import LOOPBACK_HOSTS, open_socket, port_number
+from digitnet.cli.serve import LOOPBACK_HOSTS, add_server_arguments, open_socket
 
 
 def register(sub: Any) -> None:
@@ -28,17 +27,7 @@ def register(sub: Any) -> None:
                    "digits set always works)")
     p.add_argument("--runs-dir", default="runs", metavar="DIR",
                    help="where the page saves runs (default: runs)")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default: 127.0.0.1, this computer only)")
-    p.add_argument("--port", type=port_number, default=8001,
-                   help="port (default: 8001; 0 picks a free one)")
-    p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
-                   default="warning", help="server log level (info logs every request)")
-    p.add_argument("--request-timeout", type=common.positive_float, default=10.0,
-                   metavar="SECONDS", help="time a client has to send a whole request "
-                   "(default: 10)")
-    p.add_argument("--max-connections", type=common.positive_int, default=100,
-                   help="open connections served at once; beyond, 503 (default: 100)")
+    add_server_arguments(p, port=8001)
     p.add_argument("--replay", metavar="RUN_DIR",
                    help="instead of serving: train a saved lab run again from its lab.json "
                    "(configuration and change log) and check that the weights are its "

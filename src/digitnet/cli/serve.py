@@ -33,11 +33,18 @@ def register(sub: Any) -> None:
                    help="folder with the model's data set (IDX files), for the test accuracy "
                    "and the points map of the inside view; default: $DIGITNET_DATA_DIR, then "
                    "the cache (never a download; without it the page says so)")
+    add_server_arguments(p, port=8000)
+    p.set_defaults(run=run)
+
+
+def add_server_arguments(p: argparse.ArgumentParser, port: int) -> None:
+    """``--host``, ``--port``, ``--log-level``, ``--request-timeout``, ``--max-connections``:
+    the web server's options, shared by ``digitnet serve`` and ``digitnet lab``."""
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this computer only; "
                    "0.0.0.0 lets other computers on your network in)")
-    p.add_argument("--port", type=port_number, default=8000,
-                   help="port (default: 8000; 0 picks a free one)")
+    p.add_argument("--port", type=port_number, default=port,
+                   help=f"port (default: {port}; 0 picks a free one)")
     p.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"),
                    default="warning", help="server log level (info logs every request)")
     p.add_argument("--request-timeout", type=common.positive_float, default=10.0,
@@ -45,7 +52,6 @@ def register(sub: Any) -> None:
                    "and an idle connection stays open (default: 10)")
     p.add_argument("--max-connections", type=common.positive_int, default=100,
                    help="open connections served at once; beyond, 503 (default: 100)")
-    p.set_defaults(run=run)
 
 
 def open_socket(host: str, port: int) -> socket.socket:
