@@ -174,7 +174,8 @@ def test_train_with_every_option(capsys: pytest.CaptureFixture[str], tmp_path: P
         "--warmup-epochs", "0.5", "--validation-fraction", "0.2", "--patience", "3",
         "--seed", "7", "--dtype", "float64", "--dropout", "0.25", "--input-dropout", "0.1",
         "--label-smoothing", "0.05", "--max-norm", "3.5", "--ema", "0.99", "--augment", "affine",
-        "--keep", "last", "--init-scale", "0.5", "--out", str(out_dir), *FAST,
+        "--keep", "last", "--init-scale", "0.5", "--device", "cpu", "--out", str(out_dir),
+        *FAST,
     )
     assert code == 0, err
     config = json.loads((out_dir / "metrics.json").read_text())["config"]
@@ -184,6 +185,7 @@ def test_train_with_every_option(capsys: pytest.CaptureFixture[str], tmp_path: P
         "warmup_epochs": 0.5, "validation_fraction": 0.2, "patience": 3, "seed": 7,
         "dtype": "float64", "dropout": 0.25, "input_dropout": 0.1, "label_smoothing": 0.05,
         "max_norm": 3.5, "ema": 0.99, "augment": "affine", "keep": "last", "init_scale": 0.5,
+        "device": "cpu",
     }
     from digitnet.model_io import load_model
 

@@ -16,7 +16,8 @@ tanh        tanh(z)                      1 - a**2
 
 ``backward(a, delta)`` turns ``delta = dL/da`` into ``dL/dz = delta * f'(z)``
 *in place* (like scikit-learn's ``inplace_*_derivative``), which saves one
-allocation per layer and batch.
+allocation per layer and batch. ``xp`` is the arrays' module (NumPy, or CuPy on a GPU:
+:mod:`digitnet.devices`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.devices import get_array_module
+
 Array = NDArray[np.floating]
 
 LEAKY_RELU_SLOPE = 0.01
@@ -34,17 +37,17 @@ LEAKY_RELU_SLOPE = 0.01
 
 def relu(z: Array) -> Array:
     """``a = max(z, 0)``, computed in place on ``z``."""
-    return np.maximum(z, 0, out=z)
+    return get_array_module(z).maximum(z, 0, out=z)
 
 
 def relu_backward(a: Array, delta: Array) -> None:
     """``delta *= [a > 0]`` in place: the gradient flows only through active units."""
-    np.multiply(delta, a > 0, out=delta)
+    get_array_module(delta).multiply(delta, a > 0, out=delta)
 
 
 def leaky_relu(z: Array) -> Array:
     """``a = z if z > 0 else alpha * z`` with ``alpha = 0.01``, in place on ``z``."""
-    return np.maximum(z, LEAKY_RELU_SLOPE * z, out=z)
+    return get_array_module(z).maximum(z, LEAKY_RELU_SLOPE * z, out=z)
 
 
 def leaky_relu_backward(a: Array, delta: Array) -> None:
@@ -58,7 +61,7 @@ def sigmoid(z: Array) -> Array:
     Uses ``sigmoid(z) = (1 + tanh(z / 2)) / 2``, which never overflows.
     """
     z *= 0.5
-    np.tanh(z, out=z)
+    get_array_module(z).tanh(z, out=z)
     z += 1.0
     z *= 0.5
     return z
@@ -72,7 +75,7 @@ def sigmoid_backward(a: Array, delta: Array) -> None:
 
 def tanh(z: Array) -> Array:
     """``a = tanh(z)``, in place on ``z``."""
-    return np.tanh(z, out=z)
+    return get_array_module(z).tanh(z, out=z)
 
 
 def tanh_backward(a: Array, delta: Array) -> None:

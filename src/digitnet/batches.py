@@ -2,7 +2,8 @@
 
 Images stay uint8 in memory (a quarter of float32's size). Each batch is gathered into a
 preallocated uint8 buffer and scaled into a preallocated float buffer, so an epoch
-allocates almost nothing.
+allocates almost nothing. When that buffer lives on a GPU, the images and labels are copied
+there once and every batch is gathered and scaled there.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.devices import get_array_module, take_rows, to_device
 
 
 class BatchLoader:
     """Mini-batches of ``x`` ``(N, d)`` and labels ``y`` ``(N,)`` in a fresh order every epoch.
 
     Every batch is written into ``out`` ``(batch_size, d)``, whose length sets the batch
-    size; the batch handed out is a view of it, valid until the next one.
+    size; the batch handed out is a view of it, valid until the next one. The images and
+    labels are kept on ``out``'s device (copied there once if they are not; the order of
+    the samples is drawn by ``rng`` on the CPU either way).
     """
 
     def __init__(
@@ -30,11 +34,14 @@ class BatchLoader:
         out: NDArray[np.floating],
         rng: np.random.Generator,
     ) -> None:
-        self.x, self.y = x, np.asarray(y, dtype=np.intp)
+        self.xp = xp = get_array_module(out)
+        self.x = to_device(x, xp)
+        self.y = to_device(np.asarray(y, dtype=np.intp), xp)
         self.scaler, self.out, self.rng = scaler, out, rng
         self.batch_size = len(out)
-        self._raw = np.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
-        self.owns_images = False  # True once x is this loader's own copy (replace_images)
+        self._raw = xp.empty((self.batch_size, x.shape[1]), dtype=x.dtype)
+        # True once x is this loader's own copy (replace_images, or a copy on the GPU)
+        self.owns_images = self.x is not x
 
     def replace_images(self, x: NDArray[np.uint8]) -> None:
         """Train on ``x`` (the same shape; e.g. this epoch's augmented images) from the next
@@ -43,15 +50,15 @@ class BatchLoader:
         if x.shape != self.x.shape:
             raise ValueError(f"expected images of shape {self.x.shape}, got {x.shape}")
         if not self.owns_images:
-            self.x, self.owns_images = np.empty_like(self.x), True
-        np.copyto(self.x, x)
+            self.x, self.owns_images = self.xp.empty_like(self.x), True
+        self.x[...] = to_device(x, self.xp)
 
     def __len__(self) -> int:
         return -(-len(self.x) // self.batch_size)
 
     def epoch(self) -> Iterator[tuple[NDArray[np.floating], NDArray[np.intp]]]:
         """``(x_batch, y_batch)`` pairs covering every sample once, in a seeded random order."""
-        order = self.rng.permutation(len(self.x))
+        order = to_device(self.rng.permutation(len(self.x)), self.xp)
         for start in range(0, len(order), self.batch_size):
             idx = order[start : start + self.batch_size]
             yield self.load(idx), self.y[idx]
@@ -69,9 +76,7 @@ class BatchLoader:
 
     def gather(self, idx: NDArray[np.intp], raw: NDArray[np.uint8]) -> None:
         """``raw[:] = x[idx]``: the uint8 rows of the samples ``idx``."""
-        # Indices come from a permutation, so always valid; mode="clip" spares NumPy
-        # the temporary copy it makes of `out` in the default mode="raise".
-        np.take(self.x, idx, axis=0, out=raw, mode="clip")
+        take_rows(self.x, idx, raw)
 
     def scale(self, raw: NDArray[np.uint8], part: slice) -> None:
         """``out[part] = scale(raw[part])``."""

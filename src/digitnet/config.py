@@ -16,6 +16,7 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 DTYPE_NAMES = ("float32", "float64")
 ENGINES = ("fast", "textbook")
 AUGMENTATIONS = ("none", "affine", "elastic")  # digitnet.augment.AUGMENTERS
+DEVICES = ("cpu", "gpu")  # where training runs: NumPy, or CuPy (digitnet.devices)
 KEEP = ("best", "last")  # which epoch's weights a run keeps: lowest validation loss, or last
 
 
@@ -51,6 +52,7 @@ class TrainConfig:
     augment: str = "none"
     keep: str = "best"
     init_scale: float = 1.0
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -98,6 +100,8 @@ class TrainConfig:
             (self.keep in KEEP, f"keep must be one of {', '.join(KEEP)}, got {self.keep!r}"),
             (is_finite_number(self.init_scale) and self.init_scale > 0,
              "init_scale must be a positive number"),
+            (self.device in DEVICES,
+             f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
         ]
         return [message for ok, message in checks if not ok]
 

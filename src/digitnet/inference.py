@@ -9,6 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.devices import to_device, to_host
 from digitnet.layers import log_softmax
 from digitnet.network import DTYPES, MLP
 
@@ -28,17 +29,17 @@ def predict_with_loss(
     ``(n, n_classes)``, the class probabilities are left there too."""
     total_loss = 0.0
     predictions = np.empty(len(x), dtype=np.intp)
-    dtype = DTYPES[network.dtype]
+    dtype, xp = DTYPES[network.dtype], network.xp
     for start in range(0, len(x), batch_size):
-        chunk = x[start : start + batch_size]
+        chunk = to_device(x[start : start + batch_size], xp)  # to the network's device
         out = None if buffer is None else buffer[: len(chunk)]
         xb = scaler.transform(chunk, dtype, out=out)
-        yb = y[start : start + batch_size]
+        yb = to_device(y[start : start + batch_size], xp)
         log_p = log_softmax(network.forward(xb))
-        total_loss -= float(log_p[np.arange(len(yb)), yb].sum())
-        predictions[start : start + batch_size] = log_p.argmax(axis=1)
+        total_loss -= float(log_p[xp.arange(len(yb)), yb].sum())
+        predictions[start : start + batch_size] = to_host(log_p.argmax(axis=1))
         if proba is not None:
-            np.exp(log_p, out=proba[start : start + batch_size])
+            proba[start : start + batch_size] = to_host(xp.exp(log_p))
     return predictions, total_loss / max(len(x), 1)
 
 

@@ -8,6 +8,9 @@ Notation (one mini-batch):
   and each ``backward`` returns ``dL/d(input)`` for the layer before it.
 
 Rows are samples, so a whole batch goes through one matrix product (no per-sample loops).
+
+``xp`` below is the arrays' own module (:func:`digitnet.devices.get_array_module`): NumPy,
+or CuPy when the network lives on a GPU. The arithmetic is the same.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.activations import Activation, get_activation
+from digitnet.devices import get_array_module
 
 Array = NDArray[np.floating]
 Labels = NDArray[np.integer]
@@ -70,8 +74,9 @@ class Dense:
     ) -> None:
         self.W = W
         self.b = b
-        self.grad_W = np.zeros_like(W) if grad_W is None else grad_W
-        self.grad_b = np.zeros_like(b) if grad_b is None else grad_b
+        xp = get_array_module(W)
+        self.grad_W = xp.zeros_like(W) if grad_W is None else grad_W
+        self.grad_b = xp.zeros_like(b) if grad_b is None else grad_b
         self.needs_input_grad = needs_input_grad
         self._x: Array | None = None
 
@@ -85,8 +90,9 @@ class Dense:
     def backward(self, delta: Array) -> Array | None:
         """Fill ``grad_W``, ``grad_b`` and return ``dL/dx = delta @ W.T`` (or ``None``)."""
         assert self._x is not None, "backward() called before forward()"
-        np.matmul(self._x.T, delta, out=self.grad_W)
-        np.sum(delta, axis=0, out=self.grad_b)
+        xp = get_array_module(delta)
+        xp.matmul(self._x.T, delta, out=self.grad_W)
+        xp.sum(delta, axis=0, out=self.grad_b)
         if not self.needs_input_grad:
             return None
         return delta @ self.W.T
@@ -173,7 +179,8 @@ def row_max(z: Array) -> Array:
     Gathered at ``argmax``: for a few columns (10 classes) that is several times faster
     than NumPy's ``max(axis=1)``.
     """
-    return z[np.arange(z.shape[0]), z.argmax(axis=1)][:, np.newaxis]
+    xp = get_array_module(z)
+    return z[xp.arange(z.shape[0]), z.argmax(axis=1)][:, np.newaxis]
 
 
 def log_softmax(logits: Array) -> Array:
@@ -183,15 +190,16 @@ def log_softmax(logits: Array) -> Array:
 
         logsumexp(z) = m + log(sum_k exp(z_k - m))
     """
+    xp = get_array_module(logits)
     shifted = logits - row_max(logits)
-    shifted -= np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    shifted -= xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
     return shifted
 
 
 def softmax(logits: Array) -> Array:
     """Class probabilities ``p_k = exp(z_k) / sum_j exp(z_j)``, shape ``(n, n_classes)``."""
     p = logits - row_max(logits)
-    np.exp(p, out=p)
+    get_array_module(p).exp(p, out=p)
     p /= p.sum(axis=1, keepdims=True)
     return p
 
@@ -240,8 +248,9 @@ class SoftmaxCrossEntropy:
         one ``exp`` over the batch and logarithms of the ``n`` sums only (for target rows
         ``y_i``: ``sum_k y_ik (log s_i - (z_ik - m_i))``). Overwrites ``logits``.
         """
+        xp = get_array_module(logits)
         n = logits.shape[0]
-        rows = np.arange(n)
+        rows = xp.arange(n)
         self.predictions = logits.argmax(axis=1)
         logits -= logits[rows, self.predictions][:, np.newaxis]  # z - m, every entry <= 0
         eps = self.smoothing
@@ -256,11 +265,11 @@ class SoftmaxCrossEntropy:
                     / targets.shape[1]
             target_term = float((targets * logits).sum())
             target_weights = targets.sum(axis=1)
-        p = np.exp(logits, out=logits)
+        p = xp.exp(logits, out=logits)
         sums = p.sum(axis=1)
         p /= sums[:, np.newaxis]
         self._p, self._targets = p, targets
-        return (float((target_weights * np.log(sums)).sum()) - target_term) / n
+        return (float((target_weights * xp.log(sums)).sum()) - target_term) / n
 
     def backward(self) -> Array:
         """``dL/dz = (p - y) / n``, computed in the buffer that holds ``p``."""
@@ -269,7 +278,7 @@ class SoftmaxCrossEntropy:
         n = delta.shape[0]
         if targets.ndim == 1:
             eps = self.smoothing
-            delta[np.arange(n), targets] -= 1.0 - eps
+            delta[get_array_module(delta).arange(n), targets] -= 1.0 - eps
             if eps:
                 delta -= eps / delta.shape[1]
         else:

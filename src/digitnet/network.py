@@ -10,18 +10,30 @@ For hidden sizes ``h_1 ... h_L`` the network computes, for a batch ``x`` of shap
 and trains by backpropagation: the gradient ``(p - y) / n`` of the cross-entropy with
 respect to ``z`` flows back through every layer's ``backward`` in reverse order
 (:mod:`digitnet.layers` holds each layer's forward and backward side by side).
+
+The weights live in NumPy arrays, or on a GPU after :meth:`MLP.to` ``("gpu")`` (CuPy arrays:
+the same code runs on them, see :mod:`digitnet.devices`).
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from types import ModuleType
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.activations import get_activation
+from digitnet.devices import (
+    array_module,
+    device_of,
+    get_array_module,
+    random_generator,
+    to_device,
+    to_host,
+)
 from digitnet.layers import (
     ActivationLayer,
     Dense,
@@ -99,6 +111,7 @@ class MLP:
         self.init_scale = float(init_scale)
         # The dropout masks' own generator (seeded; its state is part of a checkpoint).
         self.dropout_rng = np.random.default_rng(np.random.SeedSequence([self.seed, 2]))
+        self._device_rng: Any = None  # the masks' generator on a GPU (see to())
         self.dropouts: list[Dropout] = []
 
         def dropout_layer(p: float) -> list[Dropout]:
@@ -141,6 +154,39 @@ class MLP:
         """``"784-128-64-10 relu"``: the architecture in one line."""
         return f"{'-'.join(map(str, self.layer_sizes))} {self.activation}"
 
+    # ---------------------------------------------------------------- device
+    @property
+    def xp(self) -> ModuleType:
+        """The module of the weights' arrays: :mod:`numpy`, or :mod:`cupy` on a GPU."""
+        return get_array_module(self.dense[0].W)
+
+    @property
+    def device(self) -> str:
+        """``"cpu"`` or ``"gpu"``: where the weights live (see :meth:`to`)."""
+        return device_of(self.dense[0].W)
+
+    def to(self, device: str) -> MLP:
+        """Move the weights, biases and gradient buffers to ``device`` (``"cpu"`` or
+        ``"gpu"``) and return the network. The values are copied exactly; the dropout masks
+        come from a generator of that device (seeded like the CPU's, but CuPy's numbers are
+        not NumPy's). Raises :class:`digitnet.devices.DeviceError` when the device is not
+        usable."""
+        if device == self.device:
+            return self
+        xp = array_module(device)
+        for layer in self.dense:
+            layer.W, layer.b = to_device(layer.W, xp), to_device(layer.b, xp)
+            layer.grad_W, layer.grad_b = xp.zeros_like(layer.W), xp.zeros_like(layer.b)
+        if device == "cpu":
+            rng = self.dropout_rng
+        else:
+            if self._device_rng is None:
+                self._device_rng = random_generator(xp, np.random.SeedSequence([self.seed, 2]))
+            rng = self._device_rng
+        for dropout in self.dropouts:
+            dropout.rng = rng
+        return self
+
     # --------------------------------------------------------------- forward
     def forward(self, x: Array) -> Array:
         """Logits ``z`` of shape ``(n, n_classes)`` for inputs ``x`` of shape ``(n, n_inputs)``."""
@@ -156,7 +202,8 @@ class MLP:
         out = np.empty((x.shape[0], self.n_classes), dtype=DTYPES[self.dtype])
         for start in range(0, x.shape[0], batch_size):
             chunk = x[start : start + batch_size].astype(DTYPES[self.dtype], copy=False)
-            out[start : start + batch_size] = softmax(self.forward(chunk))
+            probabilities = softmax(self.forward(to_device(chunk, self.xp)))
+            out[start : start + batch_size] = to_host(probabilities)
         return out
 
     def predict(self, x: Array, batch_size: int = 4096) -> Labels:
@@ -181,7 +228,7 @@ class MLP:
         loss = self.loss.forward(logits, targets)
         labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
         assert self.loss.predictions is not None
-        n_correct = int(np.count_nonzero(self.loss.predictions == labels))
+        n_correct = int(self.xp.count_nonzero(self.loss.predictions == labels))
         delta: Array | None = self.loss.backward()
         for layer in reversed(self.layers):
             if delta is None:  # the first Dense returns no dL/dx: nothing before it learns
@@ -203,18 +250,19 @@ class MLP:
         return [flag for _ in self.dense for flag in (True, False)]
 
     def get_state(self) -> list[Array]:
-        """A copy of every parameter (for keeping the best model during training)."""
+        """A copy of every parameter (for keeping the best model during training), on the
+        network's device."""
         return [p.copy() for p in self.parameters()]
 
     def set_state(self, state: Sequence[Array]) -> None:
-        """Copy parameters back in (shapes must match)."""
+        """Copy parameters back in (shapes must match; NumPy or device arrays)."""
         params = self.parameters()
         if len(state) != len(params):
             raise ValueError(f"expected {len(params)} parameter arrays, got {len(state)}")
         for p, s in zip(params, state, strict=True):
             if p.shape != s.shape:
                 raise ValueError(f"parameter shape mismatch: expected {p.shape}, got {s.shape}")
-            p[...] = s
+            p[...] = to_device(s, get_array_module(p))
 
     def config(self) -> dict[str, Any]:
         """The constructor arguments, JSON-serializable."""

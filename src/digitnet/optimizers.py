@@ -10,7 +10,8 @@ which adds ``λ·W`` to their gradient before the update.
 Whether the descent is *stochastic* (batch size 1), *mini-batch* or *full-batch* is
 decided by how many samples produced ``g``, not by the optimizer.
 
-(:mod:`digitnet.engine.optimizers` has the same updates regrouped for speed.)
+(:mod:`digitnet.engine.optimizers` has the same updates regrouped for speed.) The arrays
+may live on a GPU (CuPy): state is allocated with the parameters' own module.
 """
 
 from __future__ import annotations
@@ -23,8 +24,14 @@ import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.config import OPTIMIZERS, SCHEDULES
+from digitnet.devices import get_array_module, to_device
 
 Array = NDArray[np.floating]
+
+
+def zeros_like(p: Array) -> Array:
+    """Zeros shaped like ``p``, on ``p``'s device."""
+    return get_array_module(p).zeros_like(p)
 
 
 def check_momentum(momentum: float) -> None:
@@ -114,7 +121,7 @@ class SGD(Optimizer):
         check_momentum(momentum)
         self.momentum = float(momentum)
         self.nesterov = nesterov
-        self.velocity = [np.zeros_like(p) for p in self.params] if momentum else []
+        self.velocity = [zeros_like(p) for p in self.params] if momentum else []
 
     def state_arrays(self) -> list[Array]:
         return list(self.velocity)
@@ -157,8 +164,8 @@ class Adam(Optimizer):
         super().__init__(params, grads, lr, weight_decay, decayed)
         check_betas(beta1, beta2)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        self.m = [np.zeros_like(p) for p in self.params]
-        self.v = [np.zeros_like(p) for p in self.params]
+        self.m = [zeros_like(p) for p in self.params]
+        self.v = [zeros_like(p) for p in self.params]
 
     def state_arrays(self) -> list[Array]:
         return [*self.m, *self.v]
@@ -172,7 +179,7 @@ class Adam(Optimizer):
         v += (1 - b2) * g * g                       # v = β2·v + (1-β2)·g²
         m_hat = m / (1 - b1**t)
         v_hat = v / (1 - b2**t)
-        p -= lr * m_hat / (np.sqrt(v_hat) + self.eps)
+        p -= lr * m_hat / (get_array_module(v_hat).sqrt(v_hat) + self.eps)
 
 
 def state_dict(optimizers: Sequence[Optimizer], arrays: Sequence[Array]) -> dict[str, Any]:
@@ -188,7 +195,7 @@ def load_state_dict(optimizers: Sequence[Optimizer], arrays: Sequence[Array],
             s.shape != a.shape for s, a in zip(state["state"], arrays, strict=True)):
         raise ValueError("optimizer state from a different network or optimizer")
     for a, s in zip(arrays, state["state"], strict=True):
-        a[...] = s
+        a[...] = to_device(s, get_array_module(a))
     for optimizer in optimizers:
         optimizer.t = int(state["t"])
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.devices import get_array_module, to_device
 from digitnet.network import MLP
 
 Array = NDArray[np.floating]
@@ -31,7 +32,8 @@ def max_norm(network: MLP, c: float) -> None:
     The output layer is constrained too."""
     for layer in network.dense:
         W = layer.W
-        norms = np.sqrt(np.einsum("ij,ij->j", W, W))
+        xp = get_array_module(W)
+        norms = xp.sqrt(xp.einsum("ij,ij->j", W, W))
         over = norms > c
         if over.any():
             W[:, over] *= (c / norms[over]).astype(W.dtype)
@@ -47,7 +49,7 @@ class WeightAverage:
         self.decay = float(decay)
         # in the parameters' own precision: float32's is ample for an average, and the
         # update then reads and writes half the memory of float64 (it runs every step)
-        self.average = [np.array(p, copy=True) for p in parameters]
+        self.average = [p.copy() for p in parameters]
         self.t = 0
 
     def update(self, parameters: Sequence[Array]) -> None:
@@ -80,4 +82,4 @@ class WeightAverage:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.t = int(state["t"])
         for avg, saved in zip(self.average, state["average"], strict=True):
-            avg[...] = saved
+            avg[...] = to_device(saved, get_array_module(avg))

@@ -17,15 +17,17 @@ descent, anything between mini-batch gradient descent.
 
 :func:`fit` runs this textbook step. A faster engine that computes the same step another
 way (:mod:`digitnet.engine`, which ``digitnet train`` uses) is passed in explicitly as
-``fit(..., engine=...)``; nothing here depends on it.
+``fit(..., engine=...)``; nothing here depends on it. With ``config.device == "gpu"`` the
+same step runs on CuPy arrays (:mod:`digitnet.devices`): ``fit`` moves the network and the
+training set to the GPU for the training and the network back at the end.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
@@ -36,6 +38,7 @@ from digitnet.augment import AUGMENTERS, Augmenter
 from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.devices import generator_state, to_host
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import learning_rate, load_state_dict, make_optimizer, state_dict
@@ -122,8 +125,8 @@ class TextbookTrainer:
             config.optimizer, network.parameters(), network.gradients(), config.lr,
             config.weight_decay, config.momentum, decayed=network.decayed(),
         )
-        buffer = np.empty((min(config.batch_size, len(x)), network.n_inputs),
-                          dtype=DTYPES[network.dtype])
+        buffer = network.xp.empty((min(config.batch_size, len(x)), network.n_inputs),
+                                  dtype=DTYPES[network.dtype])  # on the network's device
         self.batches = BatchLoader(x, y, scaler, buffer, rng)
 
     def __enter__(self) -> TextbookTrainer:
@@ -275,7 +278,43 @@ def fit(
     state, the shuffling generator's state, the history); ``resume_from=state`` starts from
     such a state, and then ends with the same weights, bit for bit, as the run that was not
     interrupted (same data, configuration and engine).
+
+    With ``config.device == "gpu"`` the network trains on the GPU (the training images are
+    copied there once) and is back on its own device when ``fit`` returns; the states given
+    to ``checkpoint`` hold NumPy arrays either way.
     """
+    with on_device(network, config.device):
+        return _fit(network, x_train, y_train, scaler, config, x_val, y_val, progress, log,
+                    on_epoch_end, engine, checkpoint, resume_from)
+
+
+@contextmanager
+def on_device(network: MLP, device: str) -> Iterator[MLP]:
+    """Inside the block ``network`` lives on ``device``; after it, where it was before."""
+    home = network.device
+    network.to(device)
+    try:
+        yield network
+    finally:
+        network.to(home)
+
+
+def _fit(
+    network: MLP,
+    x_train: NDArray[np.uint8],
+    y_train: NDArray[np.integer],
+    scaler: MinMaxScaler,
+    config: TrainConfig,
+    x_val: NDArray[np.uint8] | None,
+    y_val: NDArray[np.integer] | None,
+    progress: bool,
+    log: Callable[[str], None] | None,
+    on_epoch_end: Callable[[EpochRecord], object] | None,
+    engine: TrainerFactory | None,
+    checkpoint: Callable[[dict[str, Any]], None] | None,
+    resume_from: dict[str, Any] | None,
+) -> TrainResult:
+    """:func:`fit`, with the network on its training device."""
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
     trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
     after = AfterStep(network, config)
@@ -401,9 +440,11 @@ def fit(
 def training_state(network: MLP, trainer: Trainer, rng: np.random.Generator,
                    result: TrainResult, best_state: list[NDArray[np.floating]] | None,
                    best_loss: float, average: WeightAverage | None = None) -> dict[str, Any]:
-    """Everything :func:`fit` needs to go on after epoch ``result.epochs_run`` (copies)."""
-    return {
-        "dropout_rng": network.dropout_rng.bit_generator.state if network.dropouts else None,
+    """Everything :func:`fit` needs to go on after epoch ``result.epochs_run`` (copies, as
+    NumPy arrays wherever the network trains). On a GPU the dropout masks' generator has no
+    state to save: a resumed GPU run with dropout draws new masks."""
+    return host_copy({
+        "dropout_rng": generator_state(network.dropouts[0].rng) if network.dropouts else None,
         "average": None if average is None else average.state_dict(),
         "epoch": result.epochs_run,
         "network": network.get_state(),
@@ -413,7 +454,16 @@ def training_state(network: MLP, trainer: Trainer, rng: np.random.Generator,
         "optimizer": trainer.state_dict(),
         "rng": rng.bit_generator.state,
         "history": result.history_dicts(),
-    }
+    })
+
+
+def host_copy(state: Any) -> Any:
+    """``state`` (nested dicts and lists) with every GPU array replaced by a NumPy copy."""
+    if isinstance(state, dict):
+        return {key: host_copy(value) for key, value in state.items()}
+    if isinstance(state, list):
+        return [host_copy(value) for value in state]
+    return state if isinstance(state, (str, int, float, bool, type(None))) else to_host(state)
 
 
 def _make_bar(total: int, enabled: bool):  # type: ignore[no-untyped-def]

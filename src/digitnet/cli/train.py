@@ -11,6 +11,7 @@ from digitnet.cli import common
 from digitnet.config import (
     ACTIVATION_NAMES,
     AUGMENTATIONS,
+    DEVICES,
     DTYPE_NAMES,
     ENGINES,
     KEEP,
@@ -114,6 +115,10 @@ def register(sub: Any) -> None:
                      "parameter vectors, large layers split over two processes when that pays) "
                      "or 'textbook' (digitnet.training's plain step, easiest to follow) "
                      "(default: fast)")
+    val.add_argument("--device", choices=DEVICES,
+                     help="where the arithmetic runs: 'cpu' (NumPy) or 'gpu' (the same code on "
+                     "CuPy arrays; needs pip install 'digitnet[gpu]' and a CUDA GPU; the saved "
+                     f"model is the same .npz either way) {_default('device')}")
     out = p.add_argument_group("output")
     out.add_argument("--out", metavar="DIR",
                      help="run folder for model.npz and metrics.json (default: runs/<time>)")
@@ -172,6 +177,10 @@ def _train(args: argparse.Namespace, config: TrainConfig, out_dir: str,
     from digitnet.metrics import classification_report, format_confusion_matrix
     from digitnet.runs import METRICS_FILE, MODEL_FILE
 
+    if config.device != "cpu":  # a missing CuPy or GPU is said before any work
+        from digitnet.devices import array_module
+
+        array_module(config.device)
     dataset = common.load_data(args)
     try:
         outcome = train_run(dataset, config, out_dir, progress=common.progress_enabled(args),

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.devices import get_array_module
+
 
 @dataclass(frozen=True)
 class MinMaxScaler:
@@ -41,12 +43,13 @@ class MinMaxScaler:
         a plain conversion, then an in-place multiply (faster than NumPy's buffered
         convert-and-multiply in one ufunc), and a subtraction only when ``lo != 0``.
         """
+        xp = get_array_module(x)  # NumPy, or CuPy for images on a GPU
         if out is None:
-            out = np.empty(x.shape, dtype=dtype)
+            out = xp.empty(x.shape, dtype=dtype)
         kind = out.dtype.type
         scale = 1.0 / (self.hi - self.lo)
-        np.copyto(out, x, casting="unsafe")
-        np.multiply(out, kind(scale), out=out)
+        xp.copyto(out, x, casting="unsafe")
+        xp.multiply(out, kind(scale), out=out)
         if self.lo:
             out -= kind(self.lo * scale)
         return out

@@ -47,8 +47,8 @@ def make_trainer(
 ) -> FusedTrainer | SplitTrainer:
     """The fast trainer for ``network``: :class:`SplitTrainer` when its first layer is large
     enough to gain from a second process (:func:`~digitnet.engine.split.worth_splitting`),
-    else :class:`FusedTrainer`."""
-    if worth_splitting(network, min(config.batch_size, len(x))):
+    else :class:`FusedTrainer` (always on a GPU: the split is a CPU's way to use two cores)."""
+    if network.device == "cpu" and worth_splitting(network, min(config.batch_size, len(x))):
         return SplitTrainer(network, config, x, y, scaler, rng)
     return FusedTrainer(network, config, x, y, scaler, rng)
 

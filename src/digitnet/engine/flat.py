@@ -32,18 +32,15 @@ Array = NDArray[np.floating]
 Allocate = Callable[[tuple[int, ...], Any], NDArray[Any]]
 
 
-def zeros(shape: tuple[int, ...], dtype: Any) -> NDArray[Any]:
-    """Private zero-filled memory (the default :data:`Allocate`)."""
-    return np.zeros(shape, dtype=dtype)
-
-
 class FlatParameters:
     """One vector for all of ``network``'s parameters, one for all gradients (from
     ``allocate``, e.g. shared memory), and where each layer's ``W`` and ``b`` sit in them:
     layer ``i``'s ``W`` (row by row) at ``slices[i][0]``, its ``b`` at ``slices[i][1]``."""
 
-    def __init__(self, network: MLP, allocate: Allocate = zeros) -> None:
+    def __init__(self, network: MLP, allocate: Allocate | None = None) -> None:
         self.network = network
+        if allocate is None:  # zeros on the network's device
+            allocate = network.xp.zeros
         self.slices: list[tuple[slice, slice]] = []
         offset = 0
         for fan_in, fan_out in itertools.pairwise(network.layer_sizes):
@@ -103,15 +100,15 @@ class FusedTrainer:
     ) -> None:
         self.network = network
         self.flat = flat = FlatParameters(network)
-        self.state_vectors = [zeros(flat.parameters.shape, flat.parameters.dtype)
+        self.state_vectors = [network.xp.zeros_like(flat.parameters)
                               for _ in range(n_state_vectors(config.optimizer))]
         self.optimizer = make_optimizer(
             config.optimizer, [flat.parameters], [flat.gradients], config.lr,
             config.weight_decay, config.momentum, decay_pairs=flat.weight_pairs(),
             state=self.state_vectors,
         )
-        buffer = np.empty((min(config.batch_size, len(x)), network.n_inputs),
-                          dtype=DTYPES[network.dtype])
+        buffer = network.xp.empty((min(config.batch_size, len(x)), network.n_inputs),
+                                  dtype=DTYPES[network.dtype])  # on the network's device
         self.batches = BatchLoader(x, y, scaler, buffer, rng)
         self._prefetch: PrefetchedEpochs | None = None
 

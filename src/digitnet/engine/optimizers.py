@@ -20,6 +20,7 @@ from numpy.typing import NDArray
 
 from digitnet import optimizers as textbook
 from digitnet.config import OPTIMIZERS
+from digitnet.devices import get_array_module
 
 Array = NDArray[np.floating]
 
@@ -79,7 +80,7 @@ class Optimizer(textbook.Optimizer):
                ) -> list[list[Array]]:
         """``count`` lists of arrays shaped like ``params``: ``state`` cut up, or new zeros."""
         if state is None:
-            return [[np.zeros_like(p) for p in params] for _ in range(count)]
+            return [[textbook.zeros_like(p) for p in params] for _ in range(count)]
         state = list(state)
         if len(state) != count * len(params) or any(
                 s.shape != p.shape for s, p in zip(state, params * count, strict=True)):
@@ -89,7 +90,8 @@ class Optimizer(textbook.Optimizer):
     def flush_tiny_state(self) -> None:
         """Set state entries smaller than ``FLUSH_BELOW`` to 0 (see :data:`FLUSH_EVERY`)."""
         for state in self.state_arrays():
-            np.copyto(state, 0, where=np.abs(state) < FLUSH_BELOW)
+            xp = get_array_module(state)
+            xp.copyto(state, 0, where=xp.abs(state) < FLUSH_BELOW)
 
     def _update(self, lr: float) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -164,7 +166,7 @@ class Adam(Optimizer):
         textbook.check_betas(beta1, beta2)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self._M, self._V = self._state(self.params, 2, state)
-        self._scratch = [np.empty_like(p) for p in self.params]
+        self._scratch = [get_array_module(p).empty_like(p) for p in self.params]
 
     @property
     def first_moment(self) -> list[Array]:
@@ -181,6 +183,7 @@ class Adam(Optimizer):
 
     def _update(self, lr: float) -> None:
         b1, b2, t = self.beta1, self.beta2, self.t
+        xp = get_array_module(*self.params)
         root = math.sqrt((1.0 - b2**t) / (1.0 - b2))
         step = lr * (1.0 - b1) / (1.0 - b1**t) * root
         eps = self.eps * root
@@ -190,12 +193,12 @@ class Adam(Optimizer):
             # In place, through one scratch array s: ten passes, no temporaries.
             M *= b1
             M += g                          # M = β1·M + g
-            np.multiply(g, g, out=s)
+            xp.multiply(g, g, out=s)
             V *= b2
             V += s                          # V = β2·V + g²
-            np.sqrt(V, out=s)
+            xp.sqrt(V, out=s)
             s += eps
-            np.divide(M, s, out=s)
+            xp.divide(M, s, out=s)
             s *= step
             p -= s                          # θ -= η_t·M / (sqrt(V) + ε_t)
 
