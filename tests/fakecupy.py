@@ -58,7 +58,7 @@ def _wrap(value: Any) -> Any:
     return value
 
 
-class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray
+class ndarray(np.ndarray):  # named like cupy.ndarray
     """A "device" array: NumPy memory that does not mix with NumPy arrays."""
 
     def __array_ufunc__(self, ufunc: Any, method: str, *inputs: Any, **kwargs: Any) -> Any:

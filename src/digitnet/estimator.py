@@ -41,6 +41,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from digitnet.config import (
     ACTIVATION_NAMES,
+    DEVICES,
     DTYPE_NAMES,
     ENGINES,
     OPTIMIZERS,
@@ -53,7 +54,15 @@ from digitnet.engine import trainer_factory
 from digitnet.layers import log_softmax
 from digitnet.model_io import TrainedModel, load_model, save_model
 from digitnet.network import DTYPES, MLP
-from digitnet.training import AfterStep, Diverged, TrainConfig, fit, train_epoch
+from digitnet.training import (
+    AfterStep,
+    Diverged,
+    TrainConfig,
+    fit,
+    host_copy,
+    on_device,
+    train_epoch,
+)
 
 IDENTITY = MinMaxScaler(0.0, 1.0)
 """``x' = (x - 0) / (1 - 0) = x``: the scaling of an estimator trained on its inputs as given."""
@@ -136,6 +145,11 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
     max_norm : float, default=0.0
         After every step, each unit's incoming weight vector is kept within this norm
         (0: no constraint; :func:`digitnet.regularizers.max_norm`).
+    device : {"cpu", "gpu"}, default="cpu"
+        Where training runs: NumPy, or the same code on CuPy arrays on a CUDA GPU
+        (:mod:`digitnet.devices`; needs ``pip install 'digitnet[gpu]'``). The fitted
+        network is kept in NumPy arrays either way, so predictions, pickles and saved models
+        do not need a GPU.
 
     Attributes
     ----------
@@ -199,6 +213,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         dropout: float = 0.0,
         label_smoothing: float = 0.0,
         max_norm: float = 0.0,
+        device: str = "cpu",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -220,6 +235,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
         self.dropout = dropout
         self.label_smoothing = label_smoothing
         self.max_norm = max_norm
+        self.device = device
 
     # ------------------------------------------------------------------ training
     def fit(self, X: Any, y: Any) -> DigitNetClassifier:
@@ -315,23 +331,25 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             # The shuffling stream of digitnet.training.fit: k calls on a fresh estimator
             # visit the samples in the order of fit with max_iter=k.
             self._batch_rng = np.random.default_rng(np.random.SeedSequence([self._seed, 1]))
-        trainer: Any = trainer_factory(self.engine)(
-            self.network_, config, X, y_enc, self.scaler_, self._batch_rng)
-        if getattr(self, "_optimizer_state", None) is not None:
-            trainer.load_state_dict(self._optimizer_state)
         before = self.network_.get_state()
         try:
-            with trainer:
-                after = AfterStep(self.network_, config)
-                loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init),
-                                         after_step=after if after else None)
+            with on_device(self.network_, config.device):  # and back to the CPU after
+                trainer: Any = trainer_factory(self.engine)(
+                    self.network_, config, X, y_enc, self.scaler_, self._batch_rng)
+                if getattr(self, "_optimizer_state", None) is not None:
+                    trainer.load_state_dict(self._optimizer_state)
+                with trainer:
+                    after = AfterStep(self.network_, config)
+                    loss, _, _ = train_epoch(trainer, lambda t: float(self.learning_rate_init),
+                                             after_step=after if after else None)
+                    state = host_copy(trainer.state_dict())
         except Diverged as error:  # back to the weights (and optimizer) before this call
             self.network_.set_state(before)
             warnings.warn(f"training diverged: {error} (learning rate "
                           f"{self.learning_rate_init:g}); keeping the weights from before this "
                           f"call: lower learning_rate_init", ConvergenceWarning, stacklevel=2)
             return self
-        self._optimizer_state = trainer.state_dict()
+        self._optimizer_state = state
         self.loss_curve_.append(loss)
         self.n_iter_ += 1
         if self.verbose:
@@ -478,6 +496,8 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
              f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {self.dtype!r}"),
             (self.engine in ENGINES,
              f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"),
+            (self.device in DEVICES,
+             f"device must be one of {', '.join(DEVICES)}, got {self.device!r}"),
             (is_finite_number(self.learning_rate_init) and self.learning_rate_init > 0,
              f"learning_rate_init must be a positive number, got {self.learning_rate_init!r}"),
             (is_int(self.batch_size, 1),
@@ -512,6 +532,7 @@ class DigitNetClassifier(ClassifierMixin, BaseEstimator):
             patience=int(self.n_iter_no_change) if self.early_stopping else 0,
             seed=seed, dtype=self.dtype, dropout=float(self.dropout),
             label_smoothing=float(self.label_smoothing), max_norm=float(self.max_norm),
+            device=self.device,
         )
 
     def _start(self, classes: NDArray[Any], n_features: int, seed: int) -> None:

@@ -15,6 +15,8 @@ from collections.abc import Callable
 import numpy as np
 from numpy.typing import NDArray
 
+from digitnet.devices import to_host
+
 Array = NDArray[np.floating]
 
 
@@ -23,7 +25,8 @@ def numerical_gradient(loss: Callable[[], float], param: Array, eps: float = 1e-
     """Central differences of ``loss()`` for the entries ``entries`` of ``param`` (flat
     indices; default: every entry), shaped like ``param`` when all, else ``(len(entries),)``.
 
-    ``param`` is perturbed in place (and restored), so ``loss`` must read it.
+    ``param`` is perturbed in place (and restored), so ``loss`` must read it. The result is
+    a NumPy array, also for a ``param`` on a GPU.
     """
     flat = param.reshape(-1)
     picked = np.arange(flat.size) if entries is None else np.asarray(entries)
@@ -40,6 +43,7 @@ def numerical_gradient(loss: Callable[[], float], param: Array, eps: float = 1e-
 
 
 def relative_error(analytic: Array, numeric: Array) -> float:
-    """``||a - n|| / (||a|| + ||n||)`` (0 when both are 0)."""
+    """``||a - n|| / (||a|| + ||n||)`` (0 when both are 0; either may live on a GPU)."""
+    analytic, numeric = to_host(analytic), to_host(numeric)
     denom = float(np.linalg.norm(analytic) + np.linalg.norm(numeric))
     return 0.0 if denom == 0.0 else float(np.linalg.norm(analytic - numeric)) / denom
