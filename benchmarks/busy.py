@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="measured epochs per throughput figure (after one warm-up)")
     parser.add_argument("--json", metavar="PATH")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
+    parser.add_argument("--threads-only", action="store_true",
+                        help="only part 4, the thread counts (e.g. on a big machine lent briefly)")
     parser.add_argument("--torch-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.torch_child:
@@ -252,8 +254,17 @@ def main(argv: list[str] | None = None) -> int:
 
     ds = load_dataset("mnist", args.data_dir, progress=False)
     with_torch = not args.no_torch and compare.torch_available()
-    result = busy_machine(ds, args.data_dir, args.epochs + 1, args.threads, with_torch)
-    print_busy(result)
+    if args.threads_only:
+        rows = thread_scaling(ds, args.epochs + 1, with_torch)
+        result: dict[str, Any] = {"cores": _cores(), "thread_scaling": rows,
+                                  "machine": compare.machine_notes(args.threads)}
+        for row in rows:
+            print(f"{row['threads']:>2} threads: digitnet {row['digitnet']:.3f} s/epoch"
+                  + (f"  PyTorch {row['pytorch']:.3f}  ratio {row['ratio']:.2f}"
+                     if "pytorch" in row else ""), flush=True)
+    else:
+        result = busy_machine(ds, args.data_dir, args.epochs + 1, args.threads, with_torch)
+        print_busy(result)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     return 0
