@@ -285,3 +285,34 @@ def test_time_to_99_runs_the_same_recipe_in_both(tmp_path: Path,
         assert 1 <= len(runs[name]["curve"]) <= 2
         assert all(0 <= acc <= 1 for _, acc in runs[name]["curve"])
     assert "time to 50.0%" in capsys.readouterr().out
+
+
+def test_the_gpu_benchmark_times_digitnet_on_the_gpu_code_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import numpy as np
+
+    from benchmarks import gpu
+    from digitnet import devices
+
+    monkeypatch.setattr(devices, "ARRAY_MODULES", {"cupy": "fakecupy", "fakecupy": "fakecupy"})
+    rng = np.random.default_rng(0)
+    x, y = rng.integers(0, 256, (300, 64), dtype=np.uint8), rng.integers(0, 10, 300)
+    for engine in ("fast", "textbook"):
+        times = gpu.digitnet_epochs(x, y, (16,), 32, 2, "gpu", engine)
+        assert len(times) == 2 and all(t > 0 for t in times)
+    assert gpu.median_after_warmup([9.0, 1.0, 3.0]) == 2.0
+    monkeypatch.setattr(devices, "ARRAY_MODULES", {"cupy": "no_such_module_xyz"})
+    with pytest.raises(devices.DeviceError, match="needs CuPy"):
+        gpu.main(["--device", "gpu", "--no-torch"])
+
+
+def test_time_to_99_stops_at_the_target_or_the_time_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks import time_to_99
+
+    monkeypatch.setitem(time_to_99.LIMITS, "seconds", 60.0)
+    monkeypatch.setitem(time_to_99.LIMITS, "stop_at_target", True)
+    assert time_to_99._done(0.991, 0.99, 10.0) and not time_to_99._done(0.98, 0.99, 10.0)
+    assert time_to_99._done(0.98, 0.99, 61.0)
+    monkeypatch.setitem(time_to_99.LIMITS, "stop_at_target", False)
+    assert not time_to_99._done(0.999, 0.99, 10.0)
