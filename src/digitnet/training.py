@@ -191,6 +191,10 @@ class EpochImages:
     def __call__(self, epoch: int) -> NDArray[np.uint8]:
         return self.augmenter.epoch(self.x, self.seed, epoch)
 
+    def part(self, epoch: int, start: int, stop: int) -> NDArray[np.uint8]:
+        """Images ``start:stop`` of ``images(epoch)``, the same bits, computing only those."""
+        return self.augmenter.epoch(self.x[start:stop], self.seed, epoch, start=start)
+
 
 # A mean cross-entropy above this many nats gives the true class a probability below e^-100:
 # training that gets there has diverged (a learning rate far too high), and does not return.

@@ -1,0 +1,95 @@
+"""The augmentation worker (digitnet.engine.prefetch): the same images whoever computed which
+chunk, the training process doing what a starved worker did not, and no worker at all."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+
+from digitnet.augment import AUGMENTERS
+from digitnet.engine import prefetch
+from digitnet.engine.prefetch import CHUNK, PrefetchedEpochs
+from digitnet.training import EpochImages
+
+
+def _slow_worker(k: int, epoch: int) -> int:  # a worker that gets almost no CPU time
+    time.sleep(0.5)
+    return REAL_FILL(k, epoch)
+
+
+def _crashing_worker(k: int, epoch: int) -> int:
+    raise RuntimeError("worker lost")
+
+
+REAL_FILL = prefetch._fill_from_front
+
+
+def _source(n: int = 5 * CHUNK + 37, epochs: int = 4) -> EpochImages:
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n, 64), dtype=np.uint8)
+    augmenter = AUGMENTERS["elastic"]
+    assert augmenter is not None
+    return EpochImages(augmenter, x, seed=3, epochs=epochs)
+
+
+def test_a_part_is_those_images_of_the_whole_epoch() -> None:
+    source = _source()
+    whole = source(2)
+    np.testing.assert_array_equal(source.part(2, CHUNK, 3 * CHUNK + 5), whole[CHUNK:3 * CHUNK + 5])
+
+
+def test_every_epoch_is_the_textbook_epoch_and_the_worker_helps() -> None:
+    source = _source()
+    epochs = PrefetchedEpochs(source)
+    try:
+        for epoch in range(1, source.epochs + 1):
+            time.sleep(0.3)  # training: the worker gets epoch + 1 done meanwhile
+            np.testing.assert_array_equal(epochs(epoch), source(epoch))
+    finally:
+        epochs.close()
+    assert epochs.chunks_worker > 0
+    assert epochs.chunks_worker + epochs.chunks_here == (source.epochs - 1) * epochs.n_chunks
+
+
+def test_a_starved_worker_leaves_the_rest_to_the_training_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _source()
+    monkeypatch.setattr(prefetch, "_fill_from_front", _slow_worker)  # pickled by name
+    epochs = PrefetchedEpochs(source)
+    try:
+        for epoch in range(1, source.epochs + 1):
+            np.testing.assert_array_equal(epochs(epoch), source(epoch))
+    finally:
+        epochs.close()
+    assert epochs.chunks_here == (source.epochs - 1) * epochs.n_chunks
+    assert epochs.chunks_worker == 0
+
+
+def test_the_worker_runs_at_a_lower_priority() -> None:
+    source = _source(epochs=2)
+    epochs = PrefetchedEpochs(source)
+    try:
+        epochs(1)
+        pool = epochs._pool
+        assert pool is not None
+        (worker,) = pool._pool  # type: ignore[attr-defined]
+        mine = os.getpriority(os.PRIO_PROCESS, 0)
+        assert os.getpriority(os.PRIO_PROCESS, worker.pid) == min(mine + prefetch.NICE, 19)
+    finally:
+        epochs.close()
+
+
+def test_a_dead_worker_means_the_epoch_is_computed_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    source = _source()
+    monkeypatch.setattr(prefetch, "_fill_from_front", _crashing_worker)
+    epochs = PrefetchedEpochs(source)
+    try:
+        for epoch in range(1, source.epochs + 1):
+            np.testing.assert_array_equal(epochs(epoch), source(epoch))
+        assert epochs._failed  # and no worker is asked again
+    finally:
+        epochs.close()
+    assert epochs._pool is None
