@@ -73,6 +73,7 @@ def test_the_worker_runs_at_a_lower_priority() -> None:
     epochs = PrefetchedEpochs(source)
     try:
         epochs(1)
+        epochs(2)  # the worker has run its start (and epoch 2's job) by now
         pool = epochs._pool
         assert pool is not None
         (worker,) = pool._pool  # type: ignore[attr-defined]
