@@ -5,6 +5,7 @@ outlives training."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import signal
@@ -577,3 +578,131 @@ def test_optimizer_state_carries_into_a_new_trainer() -> None:
     b.load_state_dict(a.state_dict())
     _train(b, config)
     np.testing.assert_array_equal(_weights(once), _weights(twice))
+
+
+# ------------------------------------------------- optimizer settings changed while training
+class _Always(ModeChooser):
+    """Keeps the helper's share where a script says, step after step."""
+
+    def __init__(self, script: list[str]) -> None:
+        super().__init__()
+        self.script, self.i = script, 0
+        self.mode = script[0]
+
+    def record(self, seconds: float | None) -> str:
+        self.steps[self.mode] += 1
+        self.i += 1
+        self.mode = self.script[self.i % len(self.script)]
+        return self.mode
+
+
+def _train_with_change(trainer: Any, config: TrainConfig, at: int, name: str,
+                       value: float) -> list[float]:
+    """Like :func:`_train`, with ``name`` set to ``value`` after step ``at`` (as the lab
+    does it: the split's setter, else the optimizer's attribute)."""
+    losses = []
+    with trainer:
+        for _ in range(config.epochs):
+            for xb, yb in trainer.batches.epoch():
+                losses.append(trainer.step(xb, yb, config.lr)[0])
+                if len(losses) == at:
+                    if isinstance(trainer, SplitTrainer):
+                        trainer.set_optimizer_setting(name, value)
+                    else:
+                        optimizer = trainer.optimizer
+                        if name == "momentum" and not optimizer.velocity:
+                            optimizer.velocity = list(trainer.state_vectors)
+                        setattr(optimizer, name, value)
+    return losses
+
+
+@needs_fork
+@pytest.mark.parametrize(("optimizer", "name", "start", "new"), [
+    ("momentum", "weight_decay", 0.0, 0.05),
+    ("adam", "weight_decay", 1e-4, 0.05),
+    ("nesterov", "momentum", 0.9, 0.3),
+    ("momentum", "momentum", 0.0, 0.9),  # built without momentum, switched on
+])
+def test_optimizer_settings_changed_between_steps_reach_the_helper(
+    optimizer: str, name: str, start: float, new: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change of momentum or weight decay after step 4 (of 30): the helper process's
+    optimizer (its rows of every layer) takes it at the next step, as the one-process
+    trainer does (float64, up to rounding), and bit for bit wherever the helper's share
+    ran."""
+    monkeypatch.setattr(split, "MIN_SPLIT_WORK", 0)
+    config = _config(optimizer=optimizer, dtype="float64", **{name: start})
+    weights, losses = {}, {}
+    for kind in ("fused", "unchanged", "inline", "process", "both"):
+        net = MLP(24, config.hidden, 4, dtype="float64", seed=8)
+        if kind == "fused":
+            trainer = _trainer(FusedTrainer, net, config)
+        else:
+            script = [PROCESS] if kind != "both" else [PROCESS, INLINE, INLINE]
+            trainer = _trainer(SplitTrainer, net, config, use_helper=kind != "inline",
+                               chooser=_Always(script))
+        at = 10**9 if kind == "unchanged" else 4
+        losses[kind] = _train_with_change(trainer, config, at, name, new)
+        weights[kind] = _weights(net)
+        if kind == "process":
+            assert trainer.info()["steps"] == {PROCESS: len(losses[kind]), INLINE: 0}
+    np.testing.assert_allclose(weights["process"], weights["fused"], rtol=1e-9, atol=1e-12)
+    assert not np.allclose(weights["unchanged"], weights["fused"], rtol=1e-6, atol=1e-9)
+    # from the next step on (momentum from a zero velocity shows one step later)
+    assert losses["process"][:5] == losses["unchanged"][:5]
+    assert losses["process"][5:7] != losses["unchanged"][5:7]
+    for kind in ("inline", "both"):
+        assert losses[kind] == losses["process"]
+        np.testing.assert_array_equal(weights[kind], weights["process"])
+
+
+@needs_fork
+def test_a_resting_helper_sleeps_until_the_next_step() -> None:
+    config = _config(epochs=1)
+    rested, plain = (MLP(24, config.hidden, 4, seed=2) for _ in range(2))
+    _train(_trainer(SplitTrainer, plain, config, use_helper=False), config)
+    trainer = _trainer(SplitTrainer, rested, config, use_helper=True, adaptive=False)
+    with trainer:
+        helper = trainer.helper.process
+        assert helper is not None
+        for xb, yb in trainer.batches.epoch():
+            trainer.step(xb, yb, config.lr)
+            trainer.rest()
+            assert helper.asleep  # and the next job wakes it
+    assert trainer.info()["steps"] == {PROCESS: len(trainer.batches), INLINE: 0}
+    np.testing.assert_array_equal(_weights(rested), _weights(plain))
+
+
+@needs_fork
+def test_the_helper_closes_the_sockets_it_inherits() -> None:
+    import socket
+
+    def sockets(pid: int) -> list[str]:
+        links = []
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        return [link for link in links if link.startswith("socket:")]
+
+    config = _config(epochs=1)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        trainer = _trainer(SplitTrainer, MLP(24, config.hidden, 4), config,
+                           use_helper=True, adaptive=False)
+        with trainer:
+            for xb, yb in trainer.batches.epoch():
+                trainer.step(xb, yb, config.lr)
+            helper = trainer.helper.process
+            assert helper is not None
+            assert sockets(os.getpid())  # the server's, here
+            assert sockets(helper.process.pid or 0) == []
+
+
+def test_a_helper_may_fork_from_a_thread_that_says_it_may() -> None:
+    answers: list[bool] = []
+    worker = threading.Thread(
+        target=lambda: answers.append(split.helper_can_run(any_thread=True)))
+    worker.start()
+    worker.join()
+    assert answers == [split.helper_can_run()]

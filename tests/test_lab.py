@@ -25,7 +25,9 @@ import pytest
 
 from digitnet.data import load_dataset
 from digitnet.data.preprocessing import MinMaxScaler
+from digitnet.engine import make_trainer, split
 from digitnet.engine.flat import FusedTrainer
+from digitnet.engine.split import INLINE, PROCESS, ModeChooser, SplitTrainer
 from digitnet.experiment import split_for_training
 from digitnet.lab import (
     EXPERIMENTS,
@@ -73,11 +75,35 @@ def fit_weights(digits: Any, config: LabConfig) -> list[np.ndarray]:
     """What ``digitnet.training.fit`` trains for the lab configuration (digitnet train's path)."""
     t = config.train
     x_tr, y_tr, x_val, y_val = split_for_training(digits, t)
+    keep = subset_indices(y_tr, config.subset, t.seed)  # all of them without a subset
+    x_tr, y_tr = x_tr[keep], y_tr[keep]
     network = MLP(digits.n_features, t.hidden, digits.n_classes, t.activation, t.dtype, t.seed,
                   t.dropout, t.input_dropout, t.init_scale)
     fit(network, x_tr, y_tr, MinMaxScaler.fit(digits.x_train), t, x_val, y_val,
-        engine=FusedTrainer if config.engine == "fast" else None)
+        engine=make_trainer if config.engine == "fast" else None)
     return network.get_state()
+
+
+class AlwaysInTheHelper(ModeChooser):
+    """The split engine's helper share always in the helper process (a chooser could move
+    it here on a busy machine, which gives the same bits but would not test the helper)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mode = PROCESS
+
+    def record(self, seconds: float | None) -> str:
+        self.steps[self.mode] += 1
+        return self.mode
+
+
+@pytest.fixture()
+def split_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every layer of the small digits networks split over two processes, as
+    ``digitnet train`` splits MNIST's (``engine.make_trainer``), the helper's share always
+    in the helper process."""
+    monkeypatch.setattr(split, "MIN_SPLIT_WORK", 0)
+    monkeypatch.setattr(split, "ModeChooser", AlwaysInTheHelper)
 
 
 # ------------------------------------------------------------------ configuration
@@ -128,6 +154,39 @@ def test_a_lab_run_without_changes_trains_what_fit_trains(digits: Any, engine: s
     assert s.state == "done" and s.epochs_done == 3 and s.steps == 3 * s.steps_per_epoch
     assert same_weights(s.network.get_state(), fit_weights(digits, s.config))
     assert s.measures and all(m.step % s.config.stats_every == 0 for m in s.measures)
+
+
+needs_fork = pytest.mark.skipif(not split.helper_can_run(),
+                                reason="no helper process here (one core, not Linux)")
+
+
+@needs_fork
+@pytest.mark.usefixtures("split_engine")
+@pytest.mark.parametrize("thread", ["caller", "lab"])
+@pytest.mark.parametrize("extra", [
+    {},
+    {"optimizer": "nesterov", "weight_decay": 1e-4, "dropout": 0.2, "augment": "affine",
+     "max_norm": 3.0, "stats_every": 1},
+])
+def test_a_lab_run_on_the_split_engine_trains_what_fit_trains(
+        digits: Any, thread: str, extra: dict[str, Any]) -> None:
+    """The lab trains with the trainer digitnet train picks: the split over two processes
+    for large layers, the helper forked from the lab's own thread too; bit for bit."""
+    s = session(digits, epochs=2, subset=300, **extra)
+    assert isinstance(s.trainer, SplitTrainer)
+    if thread == "caller":
+        s.run()
+    else:
+        s.start()
+        deadline = time.monotonic() + WAIT
+        while s.state != "done" and time.monotonic() < deadline:
+            time.sleep(0.005)
+        s.stop()
+        assert s.join(WAIT)
+    assert s.epochs_done == 2 and s.steps == 2 * s.steps_per_epoch
+    info = s.trainer.info()
+    assert info["helper_process"] and info["steps"] == {PROCESS: s.steps, INLINE: 0}
+    assert same_weights(s.network.get_state(), fit_weights(digits, s.config))
 
 
 def test_the_statistics_are_measured(digits: Any) -> None:
@@ -235,17 +294,17 @@ def test_after_the_planned_epochs_it_waits_and_goes_on_one_epoch_at_a_time(digit
 
 
 class StepSpy:
-    """Records the learning rate and batch size of every step the trainer takes."""
+    """Records the learning rate and batch size of every step the session takes."""
 
     def __init__(self, s: LabSession) -> None:
         self.calls: list[tuple[float, int]] = []
-        inner = s.trainer.step
+        inner = s._step
 
         def step(x: Any, y: Any, lr: float) -> Any:
             self.calls.append((lr, len(x)))
             return inner(x, y, lr)
 
-        s.trainer.step = step
+        s._step = step  # type: ignore[method-assign]
 
 
 def steps(s: LabSession, n: int) -> None:
@@ -271,7 +330,7 @@ def test_a_change_takes_effect_at_the_next_step_and_is_logged(digits: Any) -> No
     s.change("weight_decay", 1e-3)
     s.change("dropout", 0.4)
     steps(s, 1)
-    assert spy.calls[-1][0] == 0.2 and spy.calls[-2][0] == 0.05  # (step 0 is measured: no spy)
+    assert [lr for lr, _ in spy.calls] == [0.05, 0.05, 0.2]
     assert s.trainer.optimizer.momentum == 0.5 and s.trainer.optimizer.weight_decay == 1e-3
     assert [d.p for d in s.network.dropouts] == [0.4, 0.4] and s.network.dropout == 0.4
     assert s.changes[0] == Change(2, 1, "lr", 0.05, 0.2, "step")
@@ -282,34 +341,185 @@ def test_a_change_takes_effect_at_the_next_step_and_is_logged(digits: Any) -> No
     assert s.join(WAIT)
 
 
-def test_batch_size_and_augmentation_change_at_the_next_epoch(digits: Any) -> None:
-    s = session(digits, engine="textbook", stats_every=10**9, epochs=50)
+def until_epoch(s: LabSession, epochs: int) -> None:
+    """Train to the end of epoch ``epochs`` ("+1 epoch"), then wait for the pause."""
+    s.run_epoch()
+    deadline = time.monotonic() + WAIT
+    while s.epochs_done < epochs and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert s.wait_idle(WAIT) and s.epochs_done == epochs
+
+
+@pytest.mark.parametrize("engine", ["textbook", "split"])
+def test_a_batch_size_change_serves_the_rest_of_the_epoch_in_the_new_size(
+        digits: Any, engine: str, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet.batches import BatchLoader
+
+    if engine == "split":
+        request.getfixturevalue("split_engine")
+    loaded: list[np.ndarray] = []
+    for loader in (BatchLoader, split.SplitBatchLoader):
+        def load(self: Any, idx: np.ndarray, inner: Any = loader.load) -> Any:
+            loaded.append(idx.copy())
+            return inner(self, idx)
+
+        monkeypatch.setattr(loader, "load", load)
+    s = session(digits, engine="textbook" if engine == "textbook" else "fast",
+                stats_every=10**9, epochs=50)
     spy = StepSpy(s)
     steps(s, 3)
     s.change("batch_size", 100)
+    assert s.pending == {"batch_size": 100}
+    steps(s, 1)
+    assert [n for _, n in spy.calls] == [32, 32, 32, 100]
+    assert s.changes == [Change(3, 1, "batch_size", 32, 100, "step")]
+    assert s.steps_per_epoch == math.ceil(len(s.x_train) / 100)
+    assert isinstance(s.trainer, SplitTrainer) == (engine == "split")
+    until_epoch(s, 1)
+    rest = math.ceil((len(s.x_train) - 3 * 32) / 100)
+    assert s.steps == s.epoch_steps[0] == 3 + rest
+    assert [n for _, n in spy.calls[3:]] == [100] * (rest - 1) + [len(s.x_train) - 96 - 100 * (
+        rest - 1)]
+    epoch_one = np.concatenate(loaded[:s.steps])  # every image once, in one order
+    assert np.array_equal(np.sort(epoch_one), np.arange(len(s.x_train)))
+    steps(s, 1)
+    assert spy.calls[-1][1] == 100
+    s.stop()
+    assert s.join(WAIT)
+
+
+def test_augmentation_changes_at_the_next_epoch(digits: Any) -> None:
+    s = session(digits, engine="textbook", stats_every=10**9, epochs=50)
+    steps(s, 3)
     s.change("augment", "affine")
     steps(s, 1)
-    assert spy.calls[-1][1] == 32 and set(s.pending) == {"batch_size", "augment"}
-    s.run_epoch()
-    deadline = time.monotonic() + WAIT
-    while s.epochs_done < 1 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert s.wait_idle(WAIT)
+    assert set(s.pending) == {"augment"} and np.array_equal(s.trainer.batches.x, s.x_train)
+    until_epoch(s, 1)
     steps(s, 1)
-    assert spy.calls[-1][1] == 100 and s.steps_per_epoch == math.ceil(len(s.x_train) / 100)
     assert [(c.setting, c.at, c.step, c.epoch) for c in s.changes] == [
-        ("batch_size", "epoch_start", s.steps - 1, 2), ("augment", "epoch_start", s.steps - 1, 2)]
+        ("augment", "epoch_start", s.steps - 1, 2)]
     assert not np.array_equal(s.trainer.batches.x, s.x_train)  # distorted images
     s.change("augment", "none")
-    s.run_epoch()
-    deadline = time.monotonic() + WAIT
-    while s.epochs_done < 2 and time.monotonic() < deadline:
-        time.sleep(0.005)
-    assert s.wait_idle(WAIT)
+    until_epoch(s, 2)
     steps(s, 1)
     assert np.array_equal(s.trainer.batches.x, s.x_train)  # the originals again
     s.stop()
     assert s.join(WAIT)
+
+
+@needs_fork
+def test_live_changes_reach_the_split_engines_helper(digits: Any,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Weight decay, momentum, the batch size (mid-epoch: a new split trainer) and
+    augmentation changed at given steps: the split engine (its helper process holds half of
+    every layer's rows and of the optimizer's state) trains what the one-process trainer
+    trains with the same changes, in float64 up to rounding; and without the changes it
+    does not."""
+    config = LabConfig.from_dict({"dataset": "digits", "subset": 300, "optimizer": "momentum",
+                                  "lr": 0.05, "dtype": "float64", "stats_every": 7})
+    changes = [Change(4, 1, "weight_decay", 0.0, 0.02), Change(9, 1, "momentum", 0.9, 0.5),
+               Change(13, 2, "batch_size", 32, 50), Change(13, 2, "lr", 0.05, 0.08),
+               Change(18, 3, "augment", "none", "affine", "epoch_start")]
+    runs = {}
+    for name, schedule in (("fused", changes), ("split", changes), ("unchanged", [])):
+        with monkeypatch.context() as patch:
+            if name != "fused":
+                patch.setattr(split, "MIN_SPLIT_WORK", 0)
+                patch.setattr(split, "ModeChooser", AlwaysInTheHelper)
+            s = LabSession(config, digits, schedule=schedule)
+            s.run(until_steps=30)
+            runs[name] = s
+    fused, split_run = runs["fused"], runs["split"]
+    assert isinstance(split_run.trainer, SplitTrainer) and not isinstance(fused.trainer,
+                                                                          SplitTrainer)
+    assert split_run.trainer.info()["helper_process"]
+    # the last trainer: since the augmentation change (the batch size's made one at step 13)
+    assert split_run.trainer.info()["steps"] == {PROCESS: 30 - 18, INLINE: 0}
+    assert split_run.changes == fused.changes and len(fused.changes) == 5
+    # epoch 2: 3 batches of 32, then the other 204 images in 5 of 50 (the last of 4)
+    assert split_run.epoch_steps == fused.epoch_steps == [10, 18, 24]
+    weights = {k: np.concatenate([w.ravel() for w in r.network.get_state()])
+               for k, r in runs.items()}
+    np.testing.assert_allclose(weights["split"], weights["fused"], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(split_run.batch_loss, fused.batch_loss, rtol=1e-9)
+    for what in ("grad_norm", "update_ratio", "inactive"):  # the statistics, every 7 steps
+        np.testing.assert_allclose([getattr(m, what) for m in split_run.measures],
+                                   [getattr(m, what) for m in fused.measures], rtol=1e-8)
+    assert not np.allclose(weights["unchanged"], weights["fused"], rtol=1e-6, atol=1e-9)
+
+
+def by_hand(digits: Any, config: LabConfig, sizes: dict[int, int], steps: int) -> np.ndarray:
+    """What the lab should train for ``config`` with the batch size set to ``sizes[k]``
+    after step ``k``: one one-process trainer throughout, fed by hand (each epoch's order as
+    the lab draws it, served in the batch size of the moment); the weights, flat."""
+    t = config.train
+    x_tr, y_tr, _, _ = split_for_training(digits, t)
+    keep = subset_indices(y_tr, config.subset, t.seed)
+    x_tr, y_tr = x_tr[keep], y_tr[keep]
+    scaler = MinMaxScaler.fit(digits.x_train)
+    network = MLP(digits.n_features, t.hidden, digits.n_classes, t.activation, t.dtype, t.seed)
+    rng = np.random.default_rng(np.random.SeedSequence([t.seed, 1]))
+    trainer = FusedTrainer(network, t, x_tr, y_tr, scaler, rng)
+    step, size = 0, t.batch_size
+    with trainer:
+        while step < steps:
+            order, done = rng.permutation(len(x_tr)), 0
+            while done < len(order) and step < steps:
+                idx = order[done:done + size]
+                trainer.step(scaler.transform(x_tr[idx], np.float64), y_tr[idx], t.lr)
+                done, step = done + len(idx), step + 1
+                size = sizes.get(step, size)
+    return np.concatenate([w.ravel() for w in network.get_state()])
+
+
+@needs_fork
+def test_a_batch_size_change_may_move_the_run_between_the_engines(
+        digits: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As ``digitnet train`` would: the two-process split at batch size 32, one process at
+    8 (too little work per batch to split), the split again at 32, each a new trainer
+    continuing the last one's optimizer state (Adam's moments and step count): what one
+    trainer fed by hand with those batch sizes trains, in float64 up to rounding."""
+    monkeypatch.setattr(split, "MIN_SPLIT_WORK", 16 * 64 * 128)  # batches of 16 or more
+    monkeypatch.setattr(split, "ModeChooser", AlwaysInTheHelper)
+    config = LabConfig.from_dict({"dataset": "digits", "subset": 200, "optimizer": "adam",
+                                  "dtype": "float64", "weight_decay": 1e-3})
+    built: list[str] = []
+    original = LabSession._new_trainer
+
+    def spy(self: LabSession, t: Any) -> Any:
+        trainer = original(self, t)
+        built.append(type(trainer).__name__)
+        return trainer
+
+    monkeypatch.setattr(LabSession, "_new_trainer", spy)
+    s = LabSession(config, digits, schedule=[Change(3, 1, "batch_size", 32, 8),
+                                             Change(12, 1, "batch_size", 8, 32)])
+    s.run(until_steps=20)
+    assert built == ["SplitTrainer", "FusedTrainer", "SplitTrainer"]
+    assert [c.step for c in s.changes] == [3, 12]
+    assert s.epoch_steps == [3 + 9 + 1]  # 3 x 32, 9 x 8, 1 x 32
+    lab = np.concatenate([w.ravel() for w in s.network.get_state()])
+    np.testing.assert_allclose(lab, by_hand(digits, s.config, {3: 8, 12: 32}, 20),
+                               rtol=1e-9, atol=1e-12)
+    assert not np.allclose(lab, by_hand(digits, s.config, {}, 20), rtol=1e-6, atol=1e-9)
+
+
+@needs_fork
+@pytest.mark.usefixtures("split_engine")
+def test_the_split_engines_helper_sleeps_while_the_lab_waits(digits: Any) -> None:
+    s = session(digits, epochs=50, optimizer="momentum")
+    steps(s, 3)
+    helper = s.trainer.helper.process
+    assert s.trainer.info()["helper_process"] and helper is not None
+    assert helper.asleep  # paused: no CPU
+    s.change("momentum", 0.5)
+    steps(s, 2)
+    assert helper.asleep and s.trainer.info()["steps"] == {PROCESS: 5, INLINE: 0}
+    assert s.trainer.optimizer_settings[0] == 0.5
+    s.stop()
+    assert s.join(WAIT)
+    assert not helper.process.is_alive()
 
 
 @pytest.mark.parametrize(("setting", "value", "word"), [
@@ -325,7 +535,13 @@ def test_bad_changes_are_refused(digits: Any, setting: str, value: Any, word: st
 
 
 # --------------------------------------------------------------------------- replay
-def test_a_replay_trains_the_same_weights_bit_for_bit(digits: Any) -> None:
+@pytest.mark.parametrize("engine", ["one-process", "split"])
+def test_a_replay_trains_the_same_weights_bit_for_bit(digits: Any, engine: str,
+                                                      request: pytest.FixtureRequest) -> None:
+    """Trained in the lab's thread with pauses, replayed in this one; the split engine's
+    helper forked from either."""
+    if engine == "split":
+        request.getfixturevalue("split_engine")
     s = session(digits, optimizer="momentum", lr=0.05, epochs=50, stats_every=4)
     steps(s, 5)
     s.change("lr", 0.02)
@@ -355,6 +571,7 @@ def test_a_replay_trains_the_same_weights_bit_for_bit(digits: Any) -> None:
     assert len(record["changes"]) == 8 and record["steps"] == s.steps
     again = replay(record, digits)
     assert again.steps == s.steps and again.changes == s.changes
+    assert isinstance(again.trainer, SplitTrainer) == (engine == "split")
     assert same_weights(again.network.get_state(), s.network.get_state())
     assert [r.val_loss for r in again.history] == [r.val_loss for r in s.history]
     plain = replay({**record, "changes": []}, digits)  # the log matters
@@ -611,13 +828,14 @@ def test_a_run_through_the_api(client: Any, lab: Any) -> None:
     assert stepped["steps"] == 1 and stepped["state"] == "paused"
     change = client.post("/api/lab/settings", json={"setting": "lr", "value": 0.01})
     assert change.status_code == 200 and change.json()["takes_effect"] == "at the next step"
-    later = client.post("/api/lab/settings", json={"setting": "batch_size", "value": 64}).json()
+    later = client.post("/api/lab/settings", json={"setting": "augment", "value": "affine"}
+                        ).json()
     assert later["takes_effect"] == "at the next epoch" and later["pending"] == {
-        "lr": 0.01, "batch_size": 64}
+        "lr": 0.01, "augment": "affine"}
     client.post("/api/lab/control", json={"action": "step"})
     state = client.get("/api/lab/state").json()
     assert [c["setting"] for c in state["changes"]] == ["lr"]
-    assert state["settings"]["lr"] == 0.01 and state["pending"] == {"batch_size": 64}
+    assert state["settings"]["lr"] == 0.01 and state["pending"] == {"augment": "affine"}
     assert client.post("/api/lab/control", json={"action": "slow", "delay": 0.5}).json()[
         "delay"] == 0.5
     check = client.post("/api/lab/gradient-check", json={})

@@ -219,16 +219,18 @@ def test_changing_the_learning_rate_mid_run_is_recorded(page: Any, lab: Any) -> 
     assert cells == [str(change.step), str(change.epoch), "learning rate", "0.02", "0.005"]
     assert change.step >= 20 and change.old == 0.02 and change.new == 0.005
     assert snapshot(page)["settings"]["lr"] == 0.005 == lab.session.settings["lr"]
-    # a per-epoch setting waits for the next epoch, and the page says so
+    # the batch size too changes at the next step (the rest of the epoch in the new size)
     set_field(page, "#live-batch_size", "64")
     page.wait_for_function("() => document.querySelector('#changes').dataset.count === '2'",
                            timeout=TIMEOUT)
-    assert lab.session.changes[1].at == "epoch_start"
-    assert lab.session.changes[1].step % (len(lab.session.x_train) // 32 + 1) == 0
+    assert lab.session.changes[1].at == "step" and lab.session.changes[1].setting == "batch_size"
     set_field(page, "#live-dropout", "0.3")
+    # a per-epoch setting waits for the next epoch
     set_field(page, "#live-augment", "affine")
     page.wait_for_function("() => document.querySelector('#augment').dataset.kind === 'affine'",
                            timeout=TIMEOUT)
+    augment = next(c for c in lab.session.changes if c.setting == "augment")
+    assert augment.at == "epoch_start" and augment.step in lab.session.epoch_steps
     page.click("#btn-pause")
     wait_state(page, "paused")
     page.locator("#live-title").scroll_into_view_if_needed()

@@ -1,9 +1,11 @@
 """Watch it learn: the live training lab behind ``digitnet lab`` (issue 17).
 
 A :class:`LabSession` trains one network in its own thread with the library code that
-``digitnet train`` runs: the same trainers (:class:`digitnet.training.TextbookTrainer`, or
-the fast engine's one-process :class:`digitnet.engine.flat.FusedTrainer`), the same epoch
-loop (:func:`digitnet.training.train_epoch`, with its divergence guard
+``digitnet train`` runs: the same trainers (the fast engine's, as
+:func:`digitnet.engine.make_trainer` picks it: the two-process
+:class:`~digitnet.engine.split.SplitTrainer` for MNIST-sized layers, else the one-process
+:class:`~digitnet.engine.flat.FusedTrainer`; or :class:`digitnet.training.TextbookTrainer`),
+the same epoch loop (:func:`digitnet.training.train_epoch`, with its divergence guard
 :func:`digitnet.training.check_loss`), the same :class:`~digitnet.training.AfterStep`
 (label smoothing, max-norm) and :class:`~digitnet.training.EpochImages` (augmentation),
 the same validation split. Without changes, a lab run ends with the very weights
@@ -14,14 +16,16 @@ Around that loop the lab adds:
 * **controls** between two steps: pause, resume, "+1 epoch" (train to the end of the
   epoch, then pause), "+1 step", slow motion (a delay after every step) and stop;
 * **settings changed while it trains** (:data:`LIVE_SETTINGS`): the learning rate,
-  momentum, L2 weight decay and dropout from the next step on; the batch size and
-  augmentation from the next epoch on (a new :class:`~digitnet.batches.BatchLoader`, fresh
-  images). Every change is logged as ``(step, epoch, setting, old, new)``
-  (:class:`Change`), so the configuration and the log replay the run bit for bit
-  (:func:`replay`);
+  momentum, L2 weight decay, dropout and the batch size from the next step on (momentum and
+  weight decay in both processes of the split engine; a new batch size gets a new trainer,
+  the one ``digitnet train`` would pick for it, which serves the rest of the epoch's
+  order in the new size); augmentation from the next epoch on (fresh images). Every change
+  is logged as ``(step, epoch, setting, old, new)`` (:class:`Change`), so the configuration
+  and the log replay the run bit for bit (:func:`replay`);
 * **live statistics**: every mini-batch's loss and accuracy; every ``stats_every`` steps
-  (the step then runs as its two halves, ``loss_and_gradients`` and ``optimizer.step``,
-  which is what the trainers' ``step`` does) each layer's gradient norm, the size of its
+  (the step then runs as its two halves, ``loss_and_gradients`` and the update:
+  ``optimizer.step``, or the split engine's ``update`` in both processes; which is what the
+  trainers' ``step`` does) each layer's gradient norm, the size of its
   update relative to its weights, and the share of inactive units (ReLU: output 0 for the
   whole batch, or for a fixed probe of 64 training images when batches have fewer than 32); per
   epoch the training and validation loss and accuracy. On request
@@ -39,13 +43,14 @@ Around that loop the lab adds:
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -54,7 +59,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.augment import AUGMENTERS
-from digitnet.batches import BatchLoader
 from digitnet.config import AUGMENTATIONS, TrainConfig, is_finite_number, is_int
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler
@@ -86,7 +90,7 @@ LIVE_SETTINGS: dict[str, str] = {
     "momentum": "step",
     "weight_decay": "step",
     "dropout": "step",
-    "batch_size": "epoch",
+    "batch_size": "step",
     "augment": "epoch",
 }
 MAX_DROPOUT = 0.9
@@ -125,10 +129,9 @@ class LabConfig:
 
     ``subset``: training images used (0: every image of the training split; drawn
     stratified and seeded, after the validation images are set aside as ``digitnet
-    train`` does). ``engine``: ``"fast"`` (the fast engine's
-    one-process trainer, what ``digitnet train`` runs for small networks) or
-    ``"textbook"``. ``stats_every``: every how many steps the per-layer statistics are
-    measured.
+    train`` does). ``engine``: ``"fast"`` (the fast engine's trainer as ``digitnet train``
+    picks it: :func:`digitnet.engine.make_trainer`) or ``"textbook"``. ``stats_every``:
+    every how many steps the per-layer statistics are measured.
     """
 
     dataset: str = "digits"
@@ -307,20 +310,41 @@ class _Stopped(Exception):
         self.outcome = outcome
 
 
+class _EpochBatches:
+    """The mini-batches :func:`train_epoch` iterates: the epoch's order, drawn as
+    :meth:`digitnet.batches.BatchLoader.epoch` draws it (so, without changes, the same
+    batches), served by the trainer's loader in its batch size. After a change of batch size
+    (a new trainer) the rest of that order is served by the new trainer's loader, in the new
+    size."""
+
+    def __init__(self, session: LabSession) -> None:
+        self.session = session
+
+    def epoch(self) -> Iterator[tuple[Array, NDArray[np.intp]]]:
+        session = self.session
+        loader = session.trainer.batches
+        order = loader.rng.permutation(len(loader.x))
+        done = 0
+        while done < len(order):
+            loader = session.trainer.batches
+            size = loader.batch_size
+            batches = [order[start:start + size] for start in range(done, len(order), size)]
+            serve = getattr(loader, "serve", None)  # the split's loader: it prefetches
+            for xb, yb in (serve(batches) if serve is not None else
+                           ((loader.load(idx), loader.y[idx]) for idx in batches)):
+                done += len(yb)
+                yield xb, yb
+                if session.trainer.batches is not loader:  # a new batch size, a new trainer
+                    break
+
+
 class _Stepper:
     """What :func:`train_epoch` sees as the trainer: the session's mini-batches and its
     step (which measures the statistics every ``stats_every`` steps)."""
 
     def __init__(self, session: LabSession) -> None:
         self.session = session
-
-    @property
-    def batches(self) -> BatchLoader:
-        return self.session.trainer.batches
-
-    @batches.setter
-    def batches(self, loader: BatchLoader) -> None:
-        self.session.trainer.batches = loader
+        self.batches: Any = _EpochBatches(session)  # what train_epoch uses of a BatchLoader
 
     def __enter__(self) -> _Stepper:
         return self
@@ -405,12 +429,8 @@ class LabSession:
         self.x_train, self.y_train, self.x_val, self.y_val = x_tr, y_tr, x_val, y_val
         self.network = build_network(config, dataset.n_features, dataset.n_classes)
         self.rng = np.random.default_rng(np.random.SeedSequence([t.seed, 1]))  # as fit's
-        if config.engine == "fast":
-            from digitnet.engine.flat import FusedTrainer
-
-            self.trainer: Any = FusedTrainer(self.network, t, x_tr, y_tr, self.scaler, self.rng)
-        else:
-            self.trainer = TextbookTrainer(self.network, t, x_tr, y_tr, self.scaler, self.rng)
+        self.trainer: Any = self._new_trainer(t)
+        self._rebuild = False  # a change needs a new trainer (batch size, augmentation)
         self.after = AfterStep(self.network, t)
         self.settings: dict[str, Any] = {
             "lr": float(t.lr), "momentum": float(t.momentum),
@@ -596,8 +616,8 @@ class LabSession:
 
     def change(self, setting: str, value: Any) -> Any:
         """Ask for ``setting`` to become ``value``: from the next step (``lr``,
-        ``momentum``, ``weight_decay``, ``dropout``) or the next epoch (``batch_size``,
-        ``augment``); logged when it takes effect. Returns the checked value."""
+        ``momentum``, ``weight_decay``, ``dropout``, ``batch_size``) or the next epoch
+        (``augment``); logged when it takes effect. Returns the checked value."""
         value = check_setting(setting, value, self.config.train.optimizer, len(self.x_train))
         with self._cond:
             if self.finished:
@@ -620,7 +640,10 @@ class LabSession:
         self._waited = 0.0
         epoch = 0
         try:
-            with self.trainer:
+            with contextlib.ExitStack() as stack:
+                self.trainer.__enter__()
+                # the trainer of the moment: a change of batch size brings a new one
+                stack.callback(lambda: self.trainer.__exit__(None, None, None))
                 while True:
                     self._between_epochs()
                     epoch = self.epochs_done + 1
@@ -680,6 +703,67 @@ class LabSession:
         return learning_rate(self.config.train.schedule, self.settings["lr"], t,
                              self.total_steps, self.warmup)
 
+    def _new_trainer(self, config: TrainConfig) -> Any:
+        """The trainer ``digitnet train`` runs for ``config``: the fast engine's
+        (:func:`digitnet.engine.make_trainer`) or the textbook one."""
+        args = (self.network, config, self.x_train, self.y_train, self.scaler, self.rng)
+        if self.config.engine != "fast":
+            return TextbookTrainer(*args)
+        from digitnet.engine import make_trainer
+        from digitnet.engine.split import SplitTrainer, helper_can_run
+
+        trainer = make_trainer(*args)
+        if isinstance(trainer, SplitTrainer):
+            # The lab's thread is the only one here that trains: it may fork the helper
+            # (helper_can_run's main-thread rule is for processes with several such threads).
+            trainer.use_helper = helper_can_run(any_thread=True)
+        return trainer
+
+    def _replace_trainer(self) -> None:
+        """A new trainer for the batch size and augmentation now in effect, going on where
+        the old one stopped: the network's weights, the optimizer's state and step count,
+        the live settings and (mid-epoch) this epoch's images. The caller holds the lock."""
+        old, s = self.trainer, self.settings
+        state = old.state_dict()
+        images = old.batches.x
+        had_velocity = bool(getattr(old.optimizer, "velocity", None))
+        old.__exit__(None, None, None)
+        config = dataclasses.replace(
+            self.config.train, batch_size=s["batch_size"], augment=s["augment"], lr=s["lr"],
+            momentum=s["momentum"], weight_decay=s["weight_decay"])
+        self.trainer = new = self._new_trainer(config)
+        new.__enter__()
+        if had_velocity:
+            self._ensure_velocity()
+        new.load_state_dict(state)
+        if self._augmented and s["augment"] != "none":
+            new.batches.replace_images(images)
+        else:
+            self._augmented = False  # the new loader holds the original images
+        self.steps_per_epoch = len(new.batches)
+        t = self.config.train
+        left = 0
+        if self.epochs_done < t.epochs:  # the rest of this epoch, then the planned ones
+            left = (-(-(len(self.x_train) - self.epoch_seen) // new.batches.batch_size)
+                    + (t.epochs - self.epochs_done - 1) * self.steps_per_epoch)
+        self.total_steps = self.steps + left
+
+    def _ensure_velocity(self) -> None:
+        """Momentum's velocity for an SGD optimizer built without momentum (zeros; in the
+        trainer's state vectors where it has them, so that its state carries it)."""
+        optimizer = self.trainer.optimizer
+        if optimizer.velocity:
+            return
+        vectors = getattr(self.trainer, "state_vectors", None)
+        optimizer.velocity = (list(vectors) if vectors else
+                              [np.zeros_like(p) for p in optimizer.params])
+
+    def _rest(self) -> None:
+        """Before a wait (paused, slow motion): the split engine's helper sleeps."""
+        rest = getattr(self.trainer, "rest", None)
+        if rest is not None:
+            rest()
+
     def _epoch_images(self, kind: str) -> EpochImages | None:
         augmenter = AUGMENTERS[kind]
         if augmenter is None:
@@ -690,6 +774,7 @@ class LabSession:
     def _begin_epoch(self, epoch: int) -> None:
         """This epoch's images: fresh distortions with augmentation, else the originals."""
         if self._images is not None:
+            self._rest()  # the split's helper has nothing to do meanwhile
             images = self._images(epoch)
             with self._lock:
                 self.trainer.batches.replace_images(images)
@@ -720,11 +805,13 @@ class LabSession:
             if after_step and self._mode == "step":
                 self._mode = "pause"
             if after_step and self._mode == "run" and self._delay > 0:
+                self._rest()
                 began = self._wait_began = time.perf_counter()
                 self._cond.wait(self._delay)
                 self._waited += time.perf_counter() - began
                 self._wait_began = None
             if self._mode == "pause":
+                self._rest()
                 began = self._wait_began = time.perf_counter()
                 self._waiting = True
                 self.version += 1
@@ -775,6 +862,10 @@ class LabSession:
             with self._lock:
                 self._set(setting, value)
             self.changes.append(Change(self.steps, epoch, setting, old, value, at))
+        if self._rebuild:
+            with self._lock:
+                self._replace_trainer()
+            self._rebuild = False
         self.version += 1
 
     def _set(self, setting: str, value: Any) -> None:
@@ -783,25 +874,23 @@ class LabSession:
         self.settings[setting] = value
         if setting == "lr":
             optimizer.lr = value
-        elif setting == "momentum":
-            optimizer.momentum = value
-            if value and not optimizer.velocity:  # built without momentum: start from 0
-                optimizer.velocity = [np.zeros_like(p) for p in optimizer.params]
-        elif setting == "weight_decay":
-            optimizer.weight_decay = value
+        elif setting in ("momentum", "weight_decay"):
+            if setting == "momentum" and value:  # built without momentum: start from 0
+                self._ensure_velocity()
+            both = getattr(self.trainer, "set_optimizer_setting", None)
+            if both is not None:  # the split engine: here and in its helper process
+                both(setting, value)
+            else:
+                setattr(optimizer, setting, value)
         elif setting == "dropout":
             for layer in hidden_dropouts(self.network):
                 layer.p = value
             self.network.dropout = value
         elif setting == "batch_size":
-            old = self.trainer.batches
-            buffer = np.empty((value, self.network.n_inputs), dtype=DTYPES[self.network.dtype])
-            self.trainer.batches = BatchLoader(old.x, old.y, self.scaler, buffer, self.rng)
-            self.steps_per_epoch = len(self.trainer.batches)
-            remaining = max(self.config.train.epochs - self.epochs_done, 0)
-            self.total_steps = self.steps + remaining * self.steps_per_epoch
+            self._rebuild = True  # once the changes of this moment are all in
         elif setting == "augment":
             self._images = self._epoch_images(value)
+            self._rebuild = True  # the split engine shares augmented images from the start
 
     def _step(self, x: Array, y: NDArray[np.integer], lr: float) -> tuple[float, int]:
         """One training step; every ``stats_every`` steps measured on the way."""
@@ -810,6 +899,9 @@ class LabSession:
                 loss, n_correct = self.trainer.step(x, y, lr)
             else:  # the trainer's step in its two halves, with the measurements between
                 loss, n_correct = self._measured_step(x, y, lr)
+                skip = getattr(self.trainer, "skip_timing", None)
+                if skip is not None:  # the next step's time would include the measuring
+                    skip()
             self.steps += 1
         self.batch_loss.append(loss)
         self.batch_accuracy.append(n_correct / len(y))
@@ -827,7 +919,12 @@ class LabSession:
         if len(x) >= MIN_BATCH_FOR_INACTIVE:  # the batch's outputs, as backpropagation saw them
             inactive = [inactive_share(network.activation, layer._a)
                         for layer in self._activations if layer._a is not None]
-        self.trainer.optimizer.step(lr)
+        update = getattr(self.trainer, "update", None)  # the split engine's, both processes
+        if update is not None:
+            self.trainer.skip_timing()  # this step's time includes the measuring
+            update(lr)
+        else:
+            self.trainer.optimizer.step(lr)
         if len(x) < MIN_BATCH_FOR_INACTIVE:  # too few images to call a unit dead: a probe
             if self._probe_result is None or len(self.measures) % PROBE_EVERY == 0:
                 self._probe_result = self._probe_inactive()
@@ -1435,7 +1532,7 @@ EXPERIMENTS: tuple[Experiment, ...] = (
         "batch-1-vs-256", "Batch size 1 against 256 (stochastic against mini-batch descent)",
         {"dataset": "digits", "optimizer": "sgd", "lr": 0.01, "batch_size": 1, "epochs": 5},
         "Start it with batch size 1, watch an epoch, then set the batch size to 256 (from the "
-        "next epoch on) and raise the learning rate to 0.3.",
+        "next step on) and raise the learning rate to 0.3.",
         "The loss per batch (its noise), steps per epoch, the time per epoch.",
         "With batch size 1 every step follows one image: the loss per batch jumps all over the "
         "place, an epoch is 1,317 steps and slow, yet the loss falls within one epoch. At 256 "

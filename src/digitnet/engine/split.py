@@ -55,8 +55,20 @@ the core to whatever else wants it (``os.sched_yield``). The weights are bit for
 same whatever was chosen, when or how often.
 
 Without a helper at all (one CPU, BLAS limited to one thread, a daemon process such as a
-Dask or joblib worker, a thread other than the main one, a platform other than Linux on
-x86-64, or when the fork fails), the helper's share always runs inline.
+Dask or joblib worker, a thread other than the main one unless the caller says it may fork
+from there, a platform other than Linux on x86-64, or when the fork fails), the helper's
+share always runs inline.
+
+Changed while training
+----------------------
+The learning rate goes with every ``UPDATE`` job. Momentum and weight decay, which the
+optimizers keep as attributes, may change between two steps too
+(:meth:`SplitTrainer.set_optimizer_setting`, for the live lab): both processes' optimizers
+read them from a small shared array (:data:`OPTIMIZER_SETTINGS`) at every ``UPDATE``. An
+SGD optimizer built without momentum keeps its (unused) velocity in the shared state all
+the same, so that momentum can be switched on later in both places alike. A caller that
+waits between two steps (the lab, paused) sends the helper to sleep
+(:meth:`SplitTrainer.rest`); the next job wakes it.
 
 Protocol
 --------
@@ -83,12 +95,13 @@ import multiprocessing
 import os
 import platform
 import signal
+import stat
 import statistics
 import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -99,7 +112,7 @@ from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.engine.flat import FlatParameters
-from digitnet.engine.optimizers import Optimizer, make_optimizer, n_state_vectors
+from digitnet.engine.optimizers import SGD, Optimizer, make_optimizer, n_state_vectors
 from digitnet.engine.prefetch import PrefetchedEpochs
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.layers import Dense
@@ -127,6 +140,10 @@ LOAD, PREPARE, FORWARD, BACKWARD, UPDATE, STOP, SLEEP = range(1, 8)
 # Where the helper's share runs (ModeChooser).
 PROCESS, INLINE = "process", "inline"
 
+# Optimizer settings that may change between two steps, in this order in the shared array
+# both processes' optimizers read at every UPDATE (SplitTrainer.set_optimizer_setting).
+OPTIMIZER_SETTINGS = ("momentum", "weight_decay")
+
 
 def layers_to_split(network: MLP, batch_size: int) -> int:
     """How many leading Dense layers are large enough to split for ``batch_size``."""
@@ -150,13 +167,15 @@ def _blas_threads() -> int:
     return min(threads) if threads else 1
 
 
-def helper_can_run() -> bool:
-    """Whether a helper process may use another core here (see "A machine that is busy")."""
+def helper_can_run(any_thread: bool = False) -> bool:
+    """Whether a helper process may use another core here (see "A machine that is busy").
+    Only from the main thread unless ``any_thread``: say so from a thread that is the only
+    one training in this process (the live lab's), not from one of several workers."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return False
     if len(os.sched_getaffinity(0)) < 2 or multiprocessing.current_process().daemon:
         return False
-    if threading.current_thread() is not threading.main_thread():
+    if not any_thread and threading.current_thread() is not threading.main_thread():
         return False  # e.g. a threaded Dask worker: fork() copies only this thread
     return _blas_threads() >= 2
 
@@ -214,11 +233,14 @@ class HelperWork:
     """What the helper does: its part of loading the batches of ``batches`` (with a loader of
     its own over the same data and buffers), its share of every split layer, and its
     optimizer. It runs in the helper process or here (:class:`InlineHelper`), on the same
-    shared arrays, so either may do the next job."""
+    shared arrays, so either may do the next job. ``settings``: a shared array of the
+    :data:`OPTIMIZER_SETTINGS`, given to the optimizer before each of its steps."""
 
     def __init__(self, shares: list[RowShare], optimizer: Optimizer,
-                 batches: SplitBatchLoader | None = None) -> None:
+                 batches: SplitBatchLoader | None = None,
+                 settings: NDArray[np.float64] | None = None) -> None:
         self.shares, self.optimizer, self.batches = shares, optimizer, batches
+        self.settings = settings
         self.loader = None if batches is None else BatchLoader(
             batches.x, batches.y, batches.scaler, batches.buffers[0], batches.rng)
 
@@ -239,6 +261,10 @@ class HelperWork:
             self.shares[layer].backward(n)
         elif command == UPDATE:  # `layer` carries the step number, the same in both places
             self.optimizer.t = layer - 1
+            if self.settings is not None:
+                for name, value in zip(OPTIMIZER_SETTINGS, self.settings.tolist(), strict=True):
+                    if hasattr(self.optimizer, name):
+                        setattr(self.optimizer, name, value)
             self.optimizer.step(lr)
         else:
             raise ValueError(f"unknown helper command {command}")
@@ -292,9 +318,11 @@ class HelperProcess:
 
     def post(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0,
              buffer: int = 0) -> None:
-        """Start a job in the helper (after the previous one has finished); :meth:`wait` for
-        it before using its results."""
+        """Start a job in the helper (after the previous one has finished; a sleeping helper
+        is woken first); :meth:`wait` for it before using its results."""
         self.wait()
+        if self.asleep:
+            self.wake()
         self._send(command, layer, n, lr, buffer)
 
     def _send(self, command: int, layer: int = 0, n: int = 0, lr: float = 0.0,
@@ -366,6 +394,7 @@ def _serve(
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.close(wake_w)  # so that the read below ends (empty) once the parent has gone
+    _close_sockets()
     with threadpool_limits(threads):
         done = int(ctl[DONE])
         if not os.read(wake_r, 1):  # starts asleep
@@ -389,6 +418,17 @@ def _serve(
                 ctl[DONE] = seq
                 return
             ctl[DONE] = done = seq
+
+
+def _close_sockets() -> None:
+    """Close the sockets the fork copied (a server's, when the live lab forks its helper):
+    the helper uses none, and its copy of a connection would keep it open after the server
+    has closed it. Only this process's descriptors: the parent's stay as they are."""
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # e.g. the descriptor of the listing itself
+            fd = int(name)
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
 
 
 def _next_job(ctl: NDArray[np.int64], done: int, parent: int) -> int | None:
@@ -608,8 +648,14 @@ class SplitBatchLoader(BatchLoader):
 
     def epoch(self) -> Iterator[tuple[Array, NDArray[np.intp]]]:
         order = self.rng.permutation(len(self.x))
-        batches = [order[start : start + self.batch_size]
-                   for start in range(0, len(order), self.batch_size)]
+        yield from self.serve([order[start : start + self.batch_size]
+                               for start in range(0, len(order), self.batch_size)])
+
+    def serve(self, batches: Sequence[NDArray[np.intp]]
+              ) -> Iterator[tuple[Array, NDArray[np.intp]]]:
+        """The batches of the samples ``batches`` (index arrays of at most
+        :attr:`batch_size`), in this order, each next one prefetched: what :meth:`epoch`
+        yields for its order; the live lab serves the rest of an epoch with it."""
         for i, idx in enumerate(batches):
             self._upcoming = batches[i + 1] if i + 1 < len(batches) else None
             yield self.load(idx), self.y[idx]
@@ -648,9 +694,10 @@ class SplitTrainer:
     memory for the trainer's lifetime (:meth:`state_dict` copies it out).
 
     ``use_helper``: ``None`` (default) starts a helper where :func:`helper_can_run`;
-    ``False`` never does (the helper's share runs inline); ``True`` always tries.
-    ``adaptive``: let :class:`ModeChooser` move the helper's share between the processes
-    (default); ``False`` keeps it in the helper process whenever there is one.
+    ``False`` never does (the helper's share runs inline); ``True`` always tries (read on
+    entry: it may be set until then). ``adaptive``: let :class:`ModeChooser` move the
+    helper's share between the processes (default); ``False`` keeps it in the helper
+    process whenever there is one.
     """
 
     def __init__(
@@ -677,6 +724,9 @@ class SplitTrainer:
                               for _ in range(n_state_vectors(config.optimizer))]
         self.cuts = [layer.W.shape[0] // 2 for layer in network.dense[: self.n_split]]
         self.optimizer, self.helper_optimizer = self._optimizers()
+        self.optimizer_settings = shared_array((len(OPTIMIZER_SETTINGS),), np.float64)
+        self.optimizer_settings[:] = [float(getattr(self.optimizer, name, 0.0))
+                                      for name in OPTIMIZER_SETTINGS]  # "sgd": momentum 0
         self.batch_buffers = [shared_array((n, network.n_inputs), dtype) for _ in range(2)]
         augmenting = config.augment != "none"
         if augmenting:  # each epoch's images are written here, where the helper reads them
@@ -723,7 +773,7 @@ class SplitTrainer:
             here.append(RowShare(layer, slice(0, r), *args, here_partials[i]))
             there.append(RowShare(layer, slice(r, None), *args,
                                   shared_array((n, widths[i]), dtype)))
-        work = HelperWork(there, self.helper_optimizer, self.batches)
+        work = HelperWork(there, self.helper_optimizer, self.batches, self.optimizer_settings)
         self._stack.enter_context(threadpool_limits(self.threads))
         process = None
         if self.use_helper:
@@ -754,6 +804,12 @@ class SplitTrainer:
         """Forward, backward and one optimizer step on the batch ``x`` (from
         :attr:`batches`); returns the loss and the number of correct predictions."""
         loss, n_correct = self.network.loss_and_gradients(x, y)
+        self.update(lr)
+        return loss, n_correct
+
+    def update(self, lr: float) -> None:
+        """The second half of :meth:`step`: the optimizer's step on the gradients of the
+        last ``network.loss_and_gradients``, in both processes."""
         t = self.optimizer.t + 1
         self.helper.post(UPDATE, t, lr=lr)
         self.optimizer.step(lr)
@@ -763,7 +819,26 @@ class SplitTrainer:
         last, self._last_step_end = self._last_step_end, now
         self.helper.step_done(None if last is None else now - last)
         self._steps += 1
-        return loss, n_correct
+
+    def skip_timing(self) -> None:
+        """Leave the step that ends next out of the chooser's timing: something other than
+        training ran since the last one (the lab's measurements, a pause)."""
+        self._last_step_end = None
+
+    def rest(self) -> None:
+        """Between two steps, for a while (a paused lab): the helper process sleeps (no CPU)
+        until the next job wakes it, and the next step is not timed."""
+        if self.helper.process is not None:
+            self.helper.process.sleep()
+        self.skip_timing()
+
+    def set_optimizer_setting(self, name: str, value: float) -> None:
+        """Change one of the :data:`OPTIMIZER_SETTINGS` (momentum, weight decay) from the
+        next step on, in both processes' optimizers. Between two steps only."""
+        index = OPTIMIZER_SETTINGS.index(name)
+        if hasattr(self.optimizer, name):
+            setattr(self.optimizer, name, float(value))
+        self.optimizer_settings[index] = value  # the helper's optimizer, at its next UPDATE
 
     def evaluate(self, x: NDArray[np.uint8], y: NDArray[np.integer]) -> tuple[float, float]:
         """Validation loss and accuracy, batch by batch through the split layers."""
@@ -813,9 +888,13 @@ class SplitTrainer:
 
         def build(slices: list[slice], pairs: list[tuple[Array, Array]]) -> Optimizer:
             state = [v[s] for v in self.state_vectors for s in slices]
-            return make_optimizer(c.optimizer, [flat.parameters[s] for s in slices],
-                                  [flat.gradients[s] for s in slices], c.lr, c.weight_decay,
-                                  c.momentum, decay_pairs=pairs, state=state)
+            optimizer = make_optimizer(c.optimizer, [flat.parameters[s] for s in slices],
+                                       [flat.gradients[s] for s in slices], c.lr,
+                                       c.weight_decay, c.momentum, decay_pairs=pairs,
+                                       state=state)
+            if isinstance(optimizer, SGD) and state and not optimizer.velocity:
+                optimizer.velocity = state  # momentum 0 for now: unused until raised
+            return optimizer
 
         return build(ours, here_pairs), build(theirs, there_pairs)
 
