@@ -3,6 +3,8 @@
 ``digitnet lab``'s application is served on 127.0.0.1 by uvicorn (in a thread) with the
 bundled digits set; the page starts short runs, and what it shows (the state, the curves,
 the statistics, the change log, the gradient check) must follow what the server's run does.
+The page is also checked on a phone-sized screen (touch, 390x844), and a live run on a
+subset of the real MNIST (``mnist`` marker: skipped without ``DIGITNET_DATA_DIR``).
 Screenshots go to ``test-artifacts/``.
 """
 
@@ -13,6 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,9 @@ if not Path(CHROMIUM).is_file():
 pytestmark = pytest.mark.slow
 
 TIMEOUT = 30_000  # ms: a busy 2-core machine trains, serves and renders at once
+DESKTOP = {"viewport": {"width": 1280, "height": 900}}
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2,
+         "is_mobile": True, "has_touch": True}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +51,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     lab.close()
 
 
-@pytest.fixture(scope="module")
-def lab_url(lab: Any) -> Iterator[str]:
+@contextmanager
+def serving(lab: Any) -> Iterator[str]:
+    """``lab``'s application served on 127.0.0.1 (a free port) in a thread; yields its URL."""
     import uvicorn
 
     from digitnet.cli.serve import open_socket
@@ -74,6 +81,12 @@ def lab_url(lab: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
+def lab_url(lab: Any) -> Iterator[str]:
+    with serving(lab) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -83,15 +96,16 @@ def browser() -> Iterator[Any]:
             browser.close()
 
 
-@pytest.fixture
-def page(browser: Any, lab_url: str, lab: Any) -> Iterator[Any]:
-    """The lab page, loaded with no run; fails the test on any script error, console error
-    (a blocked resource included) or request that leaves 127.0.0.1."""
+@contextmanager
+def open_page(browser: Any, lab_url: str, lab: Any, device: dict[str, Any]) -> Iterator[Any]:
+    """The lab page on ``device`` (the browser context's options), loaded with no run; fails
+    the test (at its teardown) on any script error, console error (a blocked resource
+    included) or request that leaves 127.0.0.1."""
     if lab.session is not None:  # each test starts from a page without a run
         lab.session.stop()
         lab.session.join(10)
         lab.session = None
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(**device)
     page = context.new_page()
     problems: list[str] = []
     page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
@@ -111,6 +125,19 @@ def page(browser: Any, lab_url: str, lab: Any) -> Iterator[Any]:
     yield page
     context.close()
     assert problems == []
+
+
+@pytest.fixture
+def page(browser: Any, lab_url: str, lab: Any) -> Iterator[Any]:
+    with open_page(browser, lab_url, lab, DESKTOP) as page:
+        yield page
+
+
+@pytest.fixture
+def phone(browser: Any, lab_url: str, lab: Any) -> Iterator[Any]:
+    """The lab page on a phone: 390x844 CSS pixels, 2 device pixels each, touch."""
+    with open_page(browser, lab_url, lab, PHONE) as page:
+        yield page
 
 
 def shot(page: Any, name: str, full_page: bool = True) -> None:
@@ -356,3 +383,153 @@ def test_how_fast_the_lab_trains_with_the_page_watching(page: Any, lab: Any) -> 
     ARTIFACTS.mkdir(exist_ok=True)
     (ARTIFACTS / "lab-speed.json").write_text(json.dumps(report, indent=2) + "\n")
     print(f"lab speed: {report}")
+
+
+# The page's layout, measured in the page: the screen's width against the page's, the
+# control bar, every card, the controls a finger has to hit, and the pictures.
+LAYOUT = """() => {
+  const box = (e) => { const r = e.getBoundingClientRect();
+    return { left: r.left, right: r.right, top: r.top, width: r.width, height: r.height }; };
+  const main = document.querySelector('main');
+  const style = getComputedStyle(main);
+  const inner = main.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+  const controls = document.querySelectorAll('#bar button, #slow, #live input, #live select,'
+    + ' #setup input, #setup select, #setup button, #experiments button, #loss-log');
+  return {
+    innerWidth: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+    main: inner,
+    bar: box(document.querySelector('#bar')),
+    cards: [...main.querySelectorAll(':scope > .card')].map((c) => ({
+      id: c.getAttribute('aria-labelledby'), ...box(c), overflow: c.scrollWidth - c.clientWidth })),
+    controls: [...controls].map((c) => ({
+      id: c.id || c.name || c.dataset.experiment || c.textContent.trim(), ...box(c),
+      visible: c.checkVisibility(),
+      // a checkbox is hit through its label
+      target: c.type === 'checkbox' ? c.closest('label').getBoundingClientRect().height : null,
+      clipped: c.tagName === 'BUTTON' && c.scrollWidth > c.clientWidth })),
+    canvases: [...main.querySelectorAll('canvas')].map((c) => ({
+      id: c.id || c.closest('figure').querySelector('figcaption').textContent.slice(0, 8),
+      ...box(c), inside: c.clientWidth, pixels: c.width,
+      chart: !!c.closest('.charts, .histograms') })),
+    ratio: window.devicePixelRatio,
+  };
+}"""
+
+
+def test_the_page_fits_a_phone(phone: Any, lab: Any) -> None:
+    """On a 390-pixel touch screen: nothing wider than the screen (a phone's browser would
+    zoom the page out), one column of full-width cards, a control bar that leaves most of
+    the screen to the charts, every control a finger can hit and whose label is not cut
+    off, charts that fit and are drawn at the screen's resolution; the bar stays on top
+    while the charts scroll under it, and works there."""
+    page = phone
+    slow_motion(page)
+    page.fill('#setup [name="epochs"]', "40")
+    page.tap("#btn-start")
+    wait_state(page, "running")
+    wait_steps(page, 60)
+    page.wait_for_function("() => Number(document.querySelector('#chart-loss').dataset.epochs)"
+                           " >= 2", timeout=TIMEOUT)
+    page.tap("#btn-pause")
+    wait_state(page, "paused")
+    page.wait_for_function("() => document.querySelector('#histograms').dataset.layers === '3'",
+                           timeout=TIMEOUT)
+    page.evaluate("() => window.scrollTo(0, 0)")
+    layout = page.evaluate(LAYOUT)
+    screen = PHONE["viewport"]
+    assert layout["innerWidth"] == screen["width"]  # not zoomed out to a wider page
+    assert layout["scrollWidth"] <= layout["innerWidth"]  # no sideways scrolling
+    assert layout["bar"]["height"] <= screen["height"] / 4
+    for card in layout["cards"]:
+        assert card["width"] >= layout["main"] - 1, card  # one column, the screen's width
+        assert card["left"] >= 0 and card["right"] <= layout["innerWidth"], card
+        assert card["overflow"] <= 0, card  # nothing inside sticks out
+    assert len(layout["controls"]) >= 8 + 6 + 17 + 6
+    for control in layout["controls"]:
+        assert control["visible"], control
+        assert (control["target"] or control["height"]) >= 32, control
+        assert control["left"] >= 0 and control["right"] <= layout["innerWidth"], control
+        assert not control["clipped"], control
+    assert len(layout["canvases"]) == 5 + 2 + 3  # the charts, tiles and images, histograms
+    for canvas in layout["canvases"]:
+        assert canvas["left"] >= 0 and canvas["right"] <= layout["innerWidth"], canvas
+        assert canvas["width"] >= 0.8 * layout["main"], canvas
+        if canvas["chart"]:  # sharp: a canvas pixel per screen pixel (inside the border)
+            assert abs(canvas["pixels"] - canvas["inside"] * layout["ratio"]) <= 1, canvas
+    shot(page, "lab-phone.png")
+    # scrolled down to the statistics: the bar is still at the top, and a tap on it works
+    page.locator("#layers-title").scroll_into_view_if_needed()
+    assert page.evaluate("() => window.scrollY") > 1000
+    assert page.locator("#bar").bounding_box()["y"] == 0
+    paused = lab.session.steps
+    page.tap("#btn-step")
+    page.wait_for_function("(n) => document.querySelector('#state').dataset.steps === String(n)",
+                           arg=paused + 1, timeout=TIMEOUT)
+    shot(page, "lab-phone-scrolled.png", full_page=False)
+    page.tap("#btn-stop")
+    wait_state(page, "stopped")
+
+
+@pytest.fixture(scope="module")
+def mnist_lab(mnist_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A lab that reads MNIST from the real files, as ``digitnet lab --data-dir`` does."""
+    from digitnet.web.lab import Lab
+
+    lab = Lab(data_dir=str(mnist_dir), runs_dir=tmp_path_factory.mktemp("lab-mnist-runs"))
+    yield lab
+    lab.close()
+
+
+@pytest.fixture
+def mnist_page(browser: Any, mnist_lab: Any) -> Iterator[Any]:
+    with serving(mnist_lab) as url, open_page(browser, url, mnist_lab, DESKTOP) as page:
+        yield page
+
+
+@pytest.mark.mnist
+def test_a_live_run_on_an_mnist_subset(mnist_page: Any, mnist_lab: Any) -> None:
+    """The page starts a run on 2,000 MNIST images (the data set's own recipe, as the form
+    fills it in: batches of 256, so 8 steps an epoch), watches it learn and stops it."""
+    page = mnist_page
+    page.select_option("#setup-dataset", "mnist")  # the form takes MNIST's defaults
+    assert page.input_value('#setup [name="hidden"]') == "256 128"
+    assert page.input_value('#setup [name="batch_size"]') == "256"
+    slow_motion(page)
+    start(page, subset=2000, epochs=40)
+    wait_state(page, "running")  # MNIST loaded from the files, the run started
+    first = wait_steps(page, 20)
+    before = {"loss": int(page.get_attribute("#chart-loss", "data-points")),
+              "grad": int(page.get_attribute("#chart-grad", "data-points")),
+              "renders": page.evaluate("() => window.labRenders")}
+    later = wait_steps(page, first + 40)
+    page.wait_for_function("() => Number(document.querySelector('#chart-loss').dataset.epochs)"
+                           " >= 3", timeout=TIMEOUT)
+    page.wait_for_function("() => window.labSnapshot.tiles !== undefined"
+                           " && window.labSnapshot.preview !== undefined", timeout=TIMEOUT)
+    s = snapshot(page)
+    server = mnist_lab.session
+    assert later > first and page.evaluate("() => window.labRenders") > before["renders"]
+    assert int(page.get_attribute("#chart-loss", "data-points")) > before["loss"]
+    assert int(page.get_attribute("#chart-grad", "data-points")) > before["grad"]
+    assert int(page.get_attribute("#chart-dead", "data-points")) > 0
+    # the page shows the server's run: MNIST, 2,000 of its images, 784 pixels in
+    assert s["config"] == server.config.to_dict()
+    assert s["config"]["dataset"] == "mnist" and s["config"]["subset"] == 2000
+    assert s["n_train"] == 2000 == len(server.x_train) and s["steps_per_epoch"] == 8
+    assert s["network"] == "784-256-128-10 relu"
+    text = page.text_content("#where")
+    assert "784-256-128-10 relu" in text and "2000 training images" in text
+    assert page.get_attribute("#histograms", "data-layers") == "3"
+    assert page.get_attribute("#tiles", "data-units") == "64"
+    assert s["tiles"]["shape"] == [64, 28, 28] and s["preview"]["shape"] == [8, 28, 28]
+    # it learns: after an epoch of 2,000 images, most validation images right
+    assert s["history"][0]["val_accuracy"] > 0.8
+    assert "validation loss" in page.text_content("#numbers")
+    shot(page, "lab-mnist.png")
+    page.click("#btn-stop")
+    wait_state(page, "stopped")
+    stopped = server.steps
+    assert server.state == "stopped" and snapshot(page)["steps"] == stopped
+    print(f"MNIST in the lab: {stopped} steps, trainer {type(server.trainer).__name__}, "
+          f"{server.train_seconds:.2f} s of training")
