@@ -316,3 +316,31 @@ def test_time_to_99_stops_at_the_target_or_the_time_limit(monkeypatch: pytest.Mo
     assert time_to_99._done(0.98, 0.99, 61.0)
     monkeypatch.setitem(time_to_99.LIMITS, "stop_at_target", False)
     assert not time_to_99._done(0.999, 0.99, 10.0)
+
+
+def test_the_batch_norm_trials_layer_has_the_gradient_it_claims() -> None:
+    import numpy as np
+    from helpers import numerical_gradient, relative_error
+
+    from benchmarks.batchnorm import BatchNormMLP
+
+    rng = np.random.default_rng(5)
+    net = BatchNormMLP(6, (7, 5), 3, activation="tanh", dtype="float64", seed=2)
+    for norm in net.norms:  # away from gamma = 1, beta = 0
+        norm.gamma[...] = rng.uniform(0.5, 1.5, norm.gamma.shape)
+        norm.beta[...] = rng.normal(scale=0.3, size=norm.beta.shape)
+    x, labels = rng.normal(size=(9, 6)), rng.integers(0, 3, size=9)
+    net.loss_and_gradients(x, labels)
+    analytic = [g.copy() for g in net.gradients()]
+    assert len(analytic) == 6 + 4
+    for param, grad in zip(net.parameters(), analytic, strict=True):
+        numeric = numerical_gradient(lambda: net.loss_and_gradients(x, labels)[0], param)
+        if np.abs(numeric).max() < 1e-9:  # a bias before batch norm: no effect, no gradient
+            assert np.abs(grad).max() < 1e-9
+            continue
+        assert relative_error(grad, numeric) < 1e-7
+    z = net.dense[0].forward(x)
+    net.norms[0].training = True
+    out = net.norms[0].forward(z)  # standardized per unit, then scaled and shifted
+    np.testing.assert_allclose(out.mean(axis=0), net.norms[0].beta, atol=1e-12)
+    np.testing.assert_allclose(out.std(axis=0), net.norms[0].gamma, rtol=1e-4)
