@@ -62,10 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=os.environ.get("DIGITNET_DATA_DIR"))
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--hidden", type=int, nargs="+", help="another network, e.g. 1024 1024")
     args = parser.parse_args(argv)
 
     ds = load_dataset("mnist", args.data_dir, progress=False)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                         **({"hidden": tuple(args.hidden)} if args.hidden else {}))
     x_train, y_train, x_val, y_val = split_for_training(ds, config)
     scaler = MinMaxScaler.fit(ds.x_train)
     totals: dict[str, float] = collections.defaultdict(float)
