@@ -52,7 +52,9 @@ def leaky_relu(z: Array) -> Array:
 
 def leaky_relu_backward(a: Array, delta: Array) -> None:
     """``delta *= 1 if a > 0 else alpha`` in place."""
-    delta[a <= 0] *= LEAKY_RELU_SLOPE
+    xp = get_array_module(delta)
+    slopes = xp.where(a > 0, 1.0, LEAKY_RELU_SLOPE).astype(delta.dtype, copy=False)
+    xp.multiply(delta, slopes, out=delta)
 
 
 def sigmoid(z: Array) -> Array:
