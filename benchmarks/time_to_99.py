@@ -36,7 +36,7 @@ from digitnet.config import TrainConfig, recipe
 from digitnet.data import MinMaxScaler, load_dataset
 from digitnet.data.datasets import Dataset
 from digitnet.engine import make_trainer
-from digitnet.engine.prefetch import PrefetchedEpochs
+from digitnet.engine.prefetch import PrefetchedEpochs, spare_cores
 from digitnet.experiment import split_for_training
 from digitnet.network import MLP
 from digitnet.optimizers import learning_rate
@@ -101,7 +101,9 @@ def torch_run(ds: Dataset, config: TrainConfig, threads: int, target: float) -> 
     images: Callable[[int], Any] | None = None
     prefetch = None
     if augmenter is not None:
-        prefetch = PrefetchedEpochs(EpochImages(augmenter, x_tr, config.seed, config.epochs))
+        prefetch = PrefetchedEpochs(  # as digitnet's engine does (several workers on a GPU)
+            EpochImages(augmenter, x_tr, config.seed, config.epochs),
+            workers=spare_cores() if config.device == "gpu" else 1)
         images = prefetch
     x_plain = tensor(x_tr.astype(np.float32) * scale)
     curve: list[tuple[float, float]] = []

@@ -94,3 +94,44 @@ def test_a_dead_worker_means_the_epoch_is_computed_here(monkeypatch: pytest.Monk
     finally:
         epochs.close()
     assert epochs._pool is None
+
+
+def test_several_workers_share_the_chunks_and_give_the_same_bits() -> None:
+    source = _source(n=9 * CHUNK + 5)
+    epochs = PrefetchedEpochs(source, workers=3)
+    try:
+        for epoch in range(1, source.epochs + 1):
+            time.sleep(0.3)
+            np.testing.assert_array_equal(epochs(epoch), source(epoch))
+        pool = epochs._pool
+        assert pool is not None and len(pool._pool) == 3  # type: ignore[attr-defined]
+    finally:
+        epochs.close()
+    assert epochs.chunks_worker + epochs.chunks_here == (source.epochs - 1) * epochs.n_chunks
+    with pytest.raises(ValueError, match="workers"):
+        PrefetchedEpochs(source, workers=0)
+
+
+def test_training_on_a_gpu_gives_the_augmentation_the_spare_cores(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from digitnet import devices
+    from digitnet.config import TrainConfig
+    from digitnet.data.preprocessing import MinMaxScaler
+    from digitnet.engine import FusedTrainer
+    from digitnet.network import MLP
+
+    monkeypatch.setattr(devices, "ARRAY_MODULES", {"cupy": "fakecupy", "fakecupy": "fakecupy"})
+    from digitnet.engine import flat
+
+    monkeypatch.setattr(flat, "spare_cores", lambda: 5)
+    source = _source()
+    seen = {}
+    for device in ("cpu", "gpu"):
+        net = MLP(64, (8,), 10, seed=0).to(device)
+        config = TrainConfig(hidden=(8,), epochs=2, device=device, augment="affine")
+        y = np.zeros(len(source.x), dtype=np.intp)
+        trainer = FusedTrainer(net, config, source.x, y, MinMaxScaler(0, 255),
+                               np.random.default_rng(0))
+        seen[device] = trainer.prefetch_images(source).workers
+        trainer.__exit__()
+    assert seen == {"cpu": 1, "gpu": 5}

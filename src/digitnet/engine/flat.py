@@ -22,7 +22,7 @@ from digitnet.batches import BatchLoader
 from digitnet.config import TrainConfig
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.engine.optimizers import make_optimizer, n_state_vectors
-from digitnet.engine.prefetch import PrefetchedEpochs
+from digitnet.engine.prefetch import PrefetchedEpochs, spare_cores
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.network import DTYPES, MLP
 from digitnet.optimizers import load_state_dict, state_dict
@@ -123,7 +123,9 @@ class FusedTrainer:
 
     def prefetch_images(self, source: EpochImages) -> PrefetchedEpochs:
         """Augmented epochs computed one ahead in a worker process (:mod:`.prefetch`)."""
-        self._prefetch = PrefetchedEpochs(source)
+        # training on a GPU leaves the CPU's cores to the augmentation; on a CPU, one worker
+        workers = spare_cores() if self.network.device != "cpu" else 1
+        self._prefetch = PrefetchedEpochs(source, workers=workers)
         return self._prefetch
 
     def step(self, x: Array, y: NDArray[np.integer], lr: float) -> tuple[float, int]:

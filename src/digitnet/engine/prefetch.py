@@ -6,7 +6,8 @@ epoch, in the training process: simple, and on MNIST about 0.4-0.5 s (affine) or
 process (forked once, holding the original images) as soon as epoch ``e`` is handed out:
 
 * the worker writes the images chunk by chunk (:data:`CHUNK` images, the augmentation's own
-  blocks) into shared memory, taking chunks from the front;
+  blocks) into shared memory, taking chunks from the front (``workers > 1`` of them share the
+  chunks the same way: when the training runs on a GPU, the CPU's cores are free for it);
 * it runs at a lower priority (:data:`NICE`), so on a machine whose cores the training
   already uses (two processes of the split engine on two cores) it takes only the time they
   leave idle instead of slowing every step;
@@ -74,11 +75,16 @@ class _Shared:
 
 
 _WORKER: _Shared | None = None  # the worker's view of it
+_LIMITS: Any = None  # the worker's BLAS thread limit, kept for its lifetime
 
 
-def _start_worker(shared: _Shared, nice: int) -> None:
-    global _WORKER
+def _start_worker(shared: _Shared, nice: int, one_thread: bool) -> None:
+    global _WORKER, _LIMITS
     _WORKER = shared
+    if one_thread:  # several workers: one BLAS thread each (the elastic smoothing's products)
+        from threadpoolctl import threadpool_limits
+
+        _LIMITS = threadpool_limits(1)
     with contextlib.suppress(OSError):  # not allowed here: the training's priority
         os.nice(nice)
 
@@ -93,19 +99,26 @@ def _fill_from_front(k: int, epoch: int) -> int:
     return done
 
 
-class PrefetchedEpochs:
-    """``images(epoch)`` like ``source``, with epoch ``epoch + 1`` started in a worker before
-    returning (up to ``source.epochs``). The array returned is valid until the next call.
-    :meth:`close` stops the worker. :attr:`chunks_here` / :attr:`chunks_worker` count who
-    computed what (for the benchmarks)."""
+def spare_cores() -> int:
+    """The cores this process may use, less one for the training itself (at least 1)."""
+    return max(1, len(os.sched_getaffinity(0)) - 1)
 
-    def __init__(self, source: EpochImages, nice: int = NICE) -> None:
+
+class PrefetchedEpochs:
+    """``images(epoch)`` like ``source``, with epoch ``epoch + 1`` started in ``workers``
+    worker processes before returning (up to ``source.epochs``). The array returned is valid
+    until the next call. :meth:`close` stops the workers. :attr:`chunks_here` /
+    :attr:`chunks_worker` count who computed what (for the benchmarks)."""
+
+    def __init__(self, source: EpochImages, nice: int = NICE, workers: int = 1) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.source = source
-        self.nice = nice
+        self.nice, self.workers = nice, int(workers)
         self.n_chunks = -(-len(source.x) // CHUNK)
         self._pool: multiprocessing.pool.Pool | None = None
         self._shared: _Shared | None = None
-        self._pending: dict[int, tuple[int, Any]] = {}  # epoch -> (buffer, async result)
+        self._pending: dict[int, tuple[int, list[Any]]] = {}  # epoch -> (buffer, results)
         self._failed = False
         self.chunks_here = 0
         self.chunks_worker = 0
@@ -115,8 +128,9 @@ class PrefetchedEpochs:
             try:
                 context = multiprocessing.get_context("fork")
                 self._shared = _Shared(self.source, context.Lock())
-                self._pool = context.Pool(1, initializer=_start_worker,
-                                          initargs=(self._shared, self.nice))
+                self._pool = context.Pool(self.workers, initializer=_start_worker,
+                                          initargs=(self._shared, self.nice,
+                                                    self.workers > 1))
             except (ValueError, OSError, AssertionError):  # no fork; a daemon process
                 self._failed = True
         return self._pool
@@ -129,17 +143,19 @@ class PrefetchedEpochs:
             assert self._shared is not None
             k = (epoch + 1) % 2  # the other buffer than the one just handed out
             self._shared.reset(k, self.n_chunks)
-            self._pending[epoch + 1] = (k, pool.apply_async(_fill_from_front, (k, epoch + 1)))
+            self._pending[epoch + 1] = (k, [pool.apply_async(_fill_from_front, (k, epoch + 1))
+                                            for _ in range(self.workers)])
         return images
 
-    def _finish(self, epoch: int, k: int, result: Any) -> NDArray[np.uint8]:
-        """Buffer ``k`` complete: what the worker has not taken yet is computed here."""
+    def _finish(self, epoch: int, k: int, results: list[Any]) -> NDArray[np.uint8]:
+        """Buffer ``k`` complete: what the workers have not taken yet is computed here."""
         assert self._shared is not None
         while (chunk := self._shared.claim(k, front=False)) is not None:
             self._shared.compute(k, epoch, chunk)
             self.chunks_here += 1
         try:
-            self.chunks_worker += int(result.get())  # its last chunk, if one is in hand
+            for result in results:  # their last chunks, if they have one in hand
+                self.chunks_worker += int(result.get())
         except Exception:  # the worker died: recompute the whole epoch here
             self.close()
             self._failed = True
