@@ -4,10 +4,9 @@ saved lab run."""
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from digitnet.cli.serve import LOOPBACK_HOSTS, add_server_arguments, open_socket
+from digitnet.cli.serve import add_server_arguments, allowed_hosts, open_socket, run_server
 
 
 def register(sub: Any) -> None:
@@ -42,11 +41,8 @@ def run(args: argparse.Namespace) -> int:
     from digitnet.web.server import make_server
 
     sock = open_socket(args.host, args.port)
-    port = sock.getsockname()[1]
-    loopback = args.host in LOOPBACK_HOSTS
-    allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
     lab = Lab(args.data_dir, args.runs_dir)
-    app = create_lab_app(lab, allowed_hosts=allowed)
+    app = create_lab_app(lab, allowed_hosts=allowed_hosts(args.host))
     server = make_server(app, args.log_level, access_log=args.log_level in ("info", "debug"),
                          request_timeout=args.request_timeout,
                          max_connections=args.max_connections)
@@ -58,20 +54,10 @@ def run(args: argparse.Namespace) -> int:
         handle_exit(sig, frame)
 
     server.handle_exit = stop  # type: ignore[method-assign]
-    shown_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
-    url_host = f"[{shown_host}]" if ":" in shown_host else shown_host
-    if not loopback:
-        print(f"digitnet lab: listening on {args.host}: other computers can reach this server",
-              file=sys.stderr)
-    print(f"open http://{url_host}:{port}/ in a browser (Ctrl-C stops)", flush=True)
     try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass
+        run_server(server, sock, "lab", args.host)
     finally:
         lab.close()
-        sock.close()
-    print("digitnet lab: stopped", file=sys.stderr)
     return 0
 
 

@@ -78,6 +78,31 @@ def open_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def allowed_hosts(host: str) -> list[str] | None:
+    """The Host headers a server on ``host`` answers: only loopback names when it listens on
+    loopback (a web page elsewhere cannot reach it through DNS rebinding), else any."""
+    return ["127.0.0.1", "localhost", "[::1]", "::1"] if host in LOOPBACK_HOSTS else None
+
+
+def run_server(server: Any, sock: socket.socket, command: str, host: str) -> None:
+    """Say where the page is (and when other computers can reach it), serve until Ctrl-C,
+    then close ``sock``."""
+    shown_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    url_host = f"[{shown_host}]" if ":" in shown_host else shown_host
+    if host not in LOOPBACK_HOSTS:
+        print(f"digitnet {command}: listening on {host}: other computers can reach this "
+              "server", file=sys.stderr)
+    print(f"open http://{url_host}:{sock.getsockname()[1]}/ in a browser (Ctrl-C stops)",
+          flush=True)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn shuts down gracefully, then re-raises the Ctrl-C
+    finally:
+        sock.close()
+    print(f"digitnet {command}: stopped", file=sys.stderr)
+
+
 def load_test_set(model: Any, data_dir: str | None) -> tuple[Any, str | None]:
     """The model's data set when it is at hand (no download), else ``None`` and why."""
     from digitnet.data import load_dataset
@@ -104,30 +129,16 @@ def run(args: argparse.Namespace) -> int:
 
     model = load_predictor(args.model)
     sock = open_socket(args.host, args.port)
-    port = sock.getsockname()[1]
-    loopback = args.host in LOOPBACK_HOSTS
-    allowed = ["127.0.0.1", "localhost", "[::1]", "::1"] if loopback else None
     test_set, note = load_test_set(model, args.data_dir)
-    app = create_app(model, allowed_hosts=allowed, test_set=test_set, test_set_note=note)
+    app = create_app(model, allowed_hosts=allowed_hosts(args.host), test_set=test_set,
+                     test_set_note=note)
     server = make_server(app, args.log_level, access_log=args.log_level in ("info", "debug"),
                          request_timeout=args.request_timeout,
                          max_connections=args.max_connections)
-    shown_host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(args.host, args.host)
-    url_host = f"[{shown_host}]" if ":" in shown_host else shown_host
     accuracy = model.info.get("test_accuracy")
     about = model.network.describe() + (
         f", test accuracy {accuracy:.2%}" if isinstance(accuracy, (int, float)) else ""
     )
     print(f"digitnet serve: {about}", file=sys.stderr)
-    if not loopback:
-        print(f"digitnet serve: listening on {args.host}: other computers can reach this server",
-              file=sys.stderr)
-    print(f"open http://{url_host}:{port}/ in a browser (Ctrl-C stops)", flush=True)
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn shuts down gracefully, then re-raises the Ctrl-C
-    finally:
-        sock.close()
-    print("digitnet serve: stopped", file=sys.stderr)
+    run_server(server, sock, "serve", args.host)
     return 0
