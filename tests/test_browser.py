@@ -9,29 +9,15 @@ Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
-import os
-import threading
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from browsing import ARTIFACTS, httpx, launched, served, watched_page
 
 from digitnet.model_io import TrainedModel
 from digitnet.predict import to_model_input
-
-CHROMIUM = os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) missing")
-httpx = pytest.importorskip("httpx", reason="httpx (test extra) missing")
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)",
-                allow_module_level=True)
 
 pytestmark = pytest.mark.slow
 
@@ -70,64 +56,26 @@ def test_set(model: TrainedModel, request: pytest.FixtureRequest) -> Any:
 @pytest.fixture(scope="module")
 def server_url(model: TrainedModel, test_set: Any) -> Iterator[str]:
     """The app served by uvicorn on a free port of 127.0.0.1, in a background thread."""
-    import uvicorn
-
-    from digitnet.cli.serve import open_socket
     from digitnet.web import create_app
 
-    sock = open_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    app = create_app(model, allowed_hosts=["127.0.0.1"], test_set=test_set)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    with served(create_app(model, allowed_hosts=["127.0.0.1"], test_set=test_set)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched() as browser:
+        yield browser
 
 
 @pytest.fixture
 def page(browser: Any, server_url: str) -> Iterator[Any]:
     """The drawing page, loaded; fails the test on any script error, console error (a
     blocked resource included) or request that leaves 127.0.0.1."""
-    context = browser.new_context(viewport={"width": 1100, "height": 720})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(f"console error: {msg.text}")
-            if msg.type == "error" else None)  # CSP violations are console errors
-
-    def only_local(route: Any) -> None:
-        if route.request.url.startswith(server_url):
-            route.continue_()
-        else:
-            problems.append(f"request to another site: {route.request.url}")
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.goto(server_url)
-    page.wait_for_function("() => document.querySelectorAll('#bars li').length > 0")
-    yield page
-    context.close()
-    assert problems == []
+    with watched_page(browser, server_url,
+                      "() => document.querySelectorAll('#bars li').length > 0",
+                      viewport={"width": 1100, "height": 720}) as page:
+        yield page
 
 
 def stroke(page: Any, points: list[tuple[float, float]], steps: int = 12) -> None:

@@ -11,8 +11,6 @@ Screenshots go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,17 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-CHROMIUM = os.environ.get("DIGITNET_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (test extra) missing")
-httpx = pytest.importorskip("httpx", reason="httpx (test extra) missing")
-if not Path(CHROMIUM).is_file():
-    pytest.skip(f"no Chromium at {CHROMIUM} (Debian: apt-get install chromium)",
-                allow_module_level=True)
+from browsing import ARTIFACTS, launched, served, watched_page
 
 pytestmark = pytest.mark.slow
 
@@ -54,30 +42,12 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @contextmanager
 def serving(lab: Any) -> Iterator[str]:
     """``lab``'s application served on 127.0.0.1 (a free port) in a thread; yields its URL."""
-    import uvicorn
-
-    from digitnet.cli.serve import open_socket
     from digitnet.web.lab import create_lab_app
 
-    sock = open_socket("127.0.0.1", 0)
-    port = sock.getsockname()[1]
     app = create_lab_app(lab, allowed_hosts=["127.0.0.1"])
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off",
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        lab.close()  # ends the event streams
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
+    # lab.close() ends the event streams, which would otherwise hold the shutdown up
+    with served(app, before_stop=lab.close, timeout_graceful_shutdown=2) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -88,12 +58,8 @@ def lab_url(lab: Any) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched() as browser:
+        yield browser
 
 
 @contextmanager
@@ -105,26 +71,10 @@ def open_page(browser: Any, lab_url: str, lab: Any, device: dict[str, Any]) -> I
         lab.session.stop()
         lab.session.join(10)
         lab.session = None
-    context = browser.new_context(**device)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
-    page.on("console", lambda msg: problems.append(f"console error: {msg.text}")
-            if msg.type == "error" else None)
-
-    def only_local(route: Any) -> None:
-        if route.request.url.startswith(lab_url):
-            route.continue_()
-        else:
-            problems.append(f"request to another site: {route.request.url}")
-            route.abort()
-
-    page.route("**/*", only_local)
-    page.goto(lab_url)
-    page.wait_for_function("() => document.querySelectorAll('#experiments li').length >= 6")
-    yield page
-    context.close()
-    assert problems == []
+    with watched_page(browser, lab_url,
+                      "() => document.querySelectorAll('#experiments li').length >= 6",
+                      **device) as page:
+        yield page
 
 
 @pytest.fixture
