@@ -34,8 +34,10 @@ def max_norm(network: MLP, c: float) -> None:
         W = layer.W
         xp = get_array_module(W)
         norms = xp.sqrt(xp.einsum("ij,ij->j", W, W))
+        if not bool((norms > c).any()):
+            continue  # every column within the ball: nothing to rescale
         # min(1, c / ||w_j||) per column: exactly 1 (no change) for the columns within the
-        # ball; one product for all columns, no mask (and no wait for a GPU to answer)
+        # ball; one product for all columns, no boolean mask (CuPy indexes those otherwise)
         factors = xp.minimum(1.0, c / xp.maximum(norms, xp.finfo(W.dtype).tiny))
         W *= factors.astype(W.dtype, copy=False)
 
