@@ -12,7 +12,8 @@ average (``β_t = min(β, (1 + t) / (10 + t))``, what is tested) and dropout, an
 augmented images*: each epoch's distortions come from :class:`digitnet.training.EpochImages`,
 computed one epoch ahead in a worker process (:class:`digitnet.engine.prefetch.
 PrefetchedEpochs`) for both, so the data pipeline is the same and the engines are compared.
-After every epoch the test accuracy of the averaged weights is checked (not timed); the
+After every epoch both make ``digitnet train``'s validation pass with the averaged weights
+(timed), then the test accuracy of those weights is checked (not timed); the
 time to the first epoch at ``--target`` is reported, and the ratio digitnet / PyTorch (goal
 <= 0.7). ``--busy`` repeats both with one CPU-bound process beside them. PyTorch uses as
 many threads as digitnet's BLAS may. ``--device gpu`` trains both on the GPU (digitnet on
@@ -77,7 +78,7 @@ def torch_run(ds: Dataset, config: TrainConfig, threads: int, target: float) -> 
     where = "cuda" if config.device == "gpu" else "cpu"
     torch.set_num_threads(threads)
     torch.manual_seed(config.seed)
-    x_tr, y_tr, x_val, _ = split_for_training(ds, config)
+    x_tr, y_tr, x_val, y_val = split_for_training(ds, config)
     scale = 1.0 / 255.0
 
     def tensor(a: Any) -> Any:
@@ -86,7 +87,8 @@ def torch_run(ds: Dataset, config: TrainConfig, threads: int, target: float) -> 
     y = tensor(y_tr.astype(np.int64))
     x_test = tensor(ds.x_test.astype(np.float32) * scale)
     y_test = tensor(ds.y_test.astype(np.int64))
-    x_check = None if x_val is None else tensor(x_val.astype(np.float32) * scale)
+    validation = None if x_val is None or y_val is None else compare.torch_validation(
+        tensor(x_val.astype(np.float32) * scale), tensor(y_val.astype(np.int64)))
     model = torch_model([ds.n_features, *config.hidden, ds.n_classes], config.dropout,
                         config.input_dropout).to(where)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -113,12 +115,18 @@ def torch_run(ds: Dataset, config: TrainConfig, threads: int, target: float) -> 
     def accuracy() -> float:
         model.eval()
         with torch.no_grad():
-            if average is not None:  # evaluate the averaged weights, as digitnet does
+            return float((model(x_test).argmax(1) == y_test).float().mean())
+
+    def evaluate() -> float:
+        """What digitnet's ``fit`` does after every epoch (timed): the averaged weights
+        swapped in, the validation pass; then the test accuracy (untimed)."""
+        with torch.no_grad():
+            if average is not None:
                 own = [p.detach().clone() for p in params]
                 torch._foreach_copy_(params, average)
-            acc = float((model(x_test).argmax(1) == y_test).float().mean())
-            if x_check is not None:
-                model(x_check)  # the validation pass digitnet makes every epoch (untimed)
+            if validation is not None:
+                validation(model)
+            acc = watch.untimed(accuracy)
             if average is not None:
                 torch._foreach_copy_(params, own)
         return acc
@@ -139,7 +147,7 @@ def torch_run(ds: Dataset, config: TrainConfig, threads: int, target: float) -> 
                     with torch.no_grad():
                         torch._foreach_lerp_(average, params, 1.0 - beta)
                 t += 1
-            acc = watch.untimed(accuracy)
+            acc = evaluate()
             curve.append((watch.elapsed(), acc))
             if _done(acc, target, curve[-1][0]):
                 break

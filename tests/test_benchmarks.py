@@ -100,14 +100,17 @@ def test_each_shared_recipe_runs_once_per_seed_in_both_frameworks(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: dict[str, list[tuple[int, int]]] = {"digitnet": [], "pytorch": []}
+    turns: list[str] = []
 
     def digitnet(ds: Any, config: TrainConfig) -> dict[str, Any]:
         seen["digitnet"].append((config.batch_size, config.seed))
+        turns.append("digitnet")
         return _tta(1.0 + config.seed)
 
     def pytorch(ds: Any, threads: int, recipe: compare.Recipe) -> dict[str, Any]:
         if recipe.digitnet_style:
             seen["pytorch"].append((recipe.batch, recipe.seed))
+            turns.append("pytorch")
         return _tta(2.0 + recipe.seed)
 
     monkeypatch.setattr(compare, "digitnet_time_to_accuracy", digitnet)
@@ -116,6 +119,7 @@ def test_each_shared_recipe_runs_once_per_seed_in_both_frameworks(
                                       seeds=(0, 1, 2))
     expected = [(r.batch, seed) for r in compare.shared_recipes() for seed in (0, 1, 2)]
     assert seen["digitnet"] == expected and seen["pytorch"] == expected
+    assert turns == ["digitnet", "pytorch"] * len(expected)  # taking turns, seed by seed
     assert result["digitnet"]["seconds"] == 2.0  # the median of 1, 2, 3
     assert result["shared_recipes"][0]["pytorch"]["seconds_by_run"] == [2.0, 3.0, 4.0]
 
