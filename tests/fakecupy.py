@@ -9,6 +9,10 @@ what CuPy refuses, so code that would break on a GPU breaks here too:
 * ``np.take(..., mode=...)`` and other keywords that CuPy's functions do not take (only the
   ones this project uses are checked: see :data:`UNSUPPORTED_KEYWORDS`).
 
+And it gives what CuPy gives where NumPy gives something else: an element read by integer
+indices (``a[j]`` of a vector) is a 0-d *view* of the array, not a scalar copy, so a value
+kept that way changes when the array does; reductions give 0-d arrays.
+
 Moving data is explicit, as in CuPy: :func:`asarray` copies host arrays "to the device",
 :func:`asnumpy` (or ``.get()``) copies them back.
 """
@@ -82,8 +86,12 @@ class ndarray(np.ndarray):  # named like cupy.ndarray
         return out if out is not None else _wrap(result)
 
     def __getitem__(self, key: Any) -> Any:
-        _check(key if isinstance(key, tuple) else (key,), "indexing")
-        return _wrap(super().__getitem__(_plain(key)))
+        keys = key if isinstance(key, tuple) else (key,)
+        _check(keys, "indexing")
+        plain = self.view(np.ndarray)
+        if len(keys) == self.ndim and all(isinstance(k, (int, np.integer)) for k in keys):
+            return plain[(*keys, Ellipsis)].view(ndarray)  # CuPy: a 0-d view, not a copy
+        return _wrap(plain[_plain(key)])
 
     def __setitem__(self, key: Any, value: Any) -> None:
         _check(key if isinstance(key, tuple) else (key,), "indexing")

@@ -79,6 +79,9 @@ def test_the_stand_in_refuses_what_cupy_refuses() -> None:
     with pytest.raises(TypeError, match="mode"):
         np.take(device, fakecupy.arange(2), axis=0, mode="clip")
     assert type(device * 2.0) is fakecupy.ndarray and float(device.sum()) == 6.0
+    element = device[0, 1]  # as in CuPy, a 0-d view: it follows the array
+    device[0, 1] = 5.0
+    assert element.ndim == 0 and float(element) == 5.0
     assert type(fakecupy.asnumpy(device)) is np.ndarray
 
 

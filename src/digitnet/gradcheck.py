@@ -32,7 +32,7 @@ def numerical_gradient(loss: Callable[[], float], param: Array, eps: float = 1e-
     picked = np.arange(flat.size) if entries is None else np.asarray(entries)
     numeric = np.empty(len(picked), dtype=np.float64)
     for k, j in enumerate(picked):
-        saved = flat[j]
+        saved = flat[j].copy()  # CuPy's flat[j] is a view, which the next line would change
         flat[j] = saved + eps
         up = loss()
         flat[j] = saved - eps

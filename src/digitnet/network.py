@@ -196,8 +196,9 @@ class MLP:
         return out
 
     def predict_proba(self, x: Array, batch_size: int = 4096) -> Array:
-        """Class probabilities ``softmax(forward(x))``, ``(n, n_classes)``, in large batches."""
-        x = np.asarray(x)
+        """Class probabilities ``softmax(forward(x))``, ``(n, n_classes)``, in large batches
+        (a NumPy array, whatever the device of ``x`` or of the network)."""
+        x = np.asarray(to_host(x))
         self._check_input(x)
         out = np.empty((x.shape[0], self.n_classes), dtype=DTYPES[self.dtype])
         for start in range(0, x.shape[0], batch_size):
