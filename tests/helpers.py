@@ -1,14 +1,21 @@
-"""Test helpers: finite differences, synthetic data sets, IDX folders, a local HTTP server."""
+"""Test helpers: finite differences, synthetic data sets, IDX folders, a local HTTP server,
+the ``digitnet`` command in a child process."""
 
 from __future__ import annotations
 
 import http.server
+import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -210,3 +217,44 @@ def closed_port_url() -> str:
 def mirror_routes(arrays: IdxArrays, prefix: str = "/") -> dict[str, Reply]:
     """Routes that serve the four gzipped IDX files under ``prefix``."""
     return {prefix + name: Reply(body) for name, body in arrays.gz_payloads().items()}
+
+
+# ----------------------------------------------------------- the command in a child process
+def digitnet_command(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``digitnet ARGS`` in a child process: stdout and stderr piped (text, unbuffered)."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import sys; from digitnet.cli import main; sys.exit(main())",
+         *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen,
+    )
+
+
+@contextmanager
+def served(*args: str, **popen: Any) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """A serving ``digitnet ARGS`` (``serve``, ``lab``; give ``--port 0``) and the address it
+    announced on its first line, ``http://127.0.0.1:PORT/``; killed after the block if it
+    still runs (:func:`stop_with_ctrl_c` stops it the user's way)."""
+    process = digitnet_command(*args, **popen)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line or (process.stderr.read() if process.stderr else "")
+        yield process, match.group(0)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def stop_with_ctrl_c(process: subprocess.Popen[str]) -> str:
+    """Ctrl-C (SIGINT) to ``process``; what it then wrote to stderr (it has 20 s to end)."""
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=20)
+    return err
+
+
+def port_of(url: str) -> int:
+    """The port of ``http://host:PORT/``."""
+    return int(url.rstrip("/").rpartition(":")[2])

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import signal
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -22,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from helpers import served, stop_with_ctrl_c
 
 from digitnet.data import load_dataset
 from digitnet.data.preprocessing import MinMaxScaler
@@ -900,31 +898,16 @@ def test_a_new_run_stops_the_old_one(client: Any, lab: Any) -> None:
 
 
 def test_the_lab_command_serves_and_stops_on_ctrl_c(tmp_path: Path) -> None:
-    import re
-
     import httpx
 
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from digitnet.cli import main; sys.exit(main())",
-         "lab", "--port", "0", "--runs-dir", str(tmp_path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        assert process.stdout is not None
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
-        assert match
-        url = match.group(0)
+    with served("lab", "--port", "0", "--runs-dir", str(tmp_path)) as (process, url):
         assert "lab.js" in httpx.get(url, timeout=10).text
         started = httpx.post(url + "api/lab/start", timeout=30,
                              json={"config": {"dataset": "digits", "epochs": 10**4}})
         assert started.status_code == 200
         with httpx.stream("GET", url + "api/lab/events", timeout=10) as stream:
             assert next(stream.iter_text())  # an event stream is open while it stops
-            process.send_signal(signal.SIGINT)
-            _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+            err = stop_with_ctrl_c(process)
     assert process.returncode == 0 and "stopped" in err and "Traceback" not in err
 
 

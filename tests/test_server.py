@@ -6,12 +6,8 @@ import asyncio
 import base64
 import io
 import json
-import os
 import re
-import signal
 import socket
-import subprocess
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +22,8 @@ with warnings.catch_warnings():  # Starlette >= 1.x would rather have httpx2; ht
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from starlette.testclient import TestClient
 
+
+from helpers import digitnet_command, port_of, served, stop_with_ctrl_c
 
 from digitnet.model_io import TrainedModel
 from digitnet.predict import predict_bytes, predict_image, to_model_input
@@ -306,34 +304,14 @@ def test_predictions_run_a_few_at_a_time(model: TrainedModel,
 # ------------------------------------------------------------------- digitnet serve
 
 
-def _serve(model_path: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-c", "import sys; from digitnet.cli import main; sys.exit(main())",
-         "serve", "--model", str(model_path), *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 def test_serve_command_answers_and_stops_on_ctrl_c(model_path: Path) -> None:
     import httpx
 
-    process = _serve(model_path, "--port", "0")
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert match, line
-        url = match.group(0)
+    with served("serve", "--model", str(model_path), "--port", "0") as (process, url):
         assert httpx.get(url + "api/health", timeout=10).json() == {"status": "ok"}
         page = httpx.get(url, timeout=10)
         assert page.status_code == 200 and "<canvas" in page.text
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        err = stop_with_ctrl_c(process)
     assert process.returncode == 0
     assert "stopped" in err and "Traceback" not in err
 
@@ -343,7 +321,7 @@ def test_serve_on_a_busy_port_is_a_one_line_error(model_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
         port = busy.getsockname()[1]
-        process = _serve(model_path, "--port", str(port))
+        process = digitnet_command("serve", "--model", str(model_path), "--port", str(port))
         _, err = process.communicate(timeout=30)
     assert process.returncode == 2
     assert err.strip().startswith(f"digitnet serve: error: cannot listen on 127.0.0.1:{port}")
@@ -358,30 +336,6 @@ def test_serve_defaults_to_loopback() -> None:
 
 
 # ------------------------------------------------------- slow, idle and many clients
-def _started(model_path: Path, *args: str, **popen: Any) -> tuple[subprocess.Popen[str], int]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from digitnet.cli import main; sys.exit(main())",
-         "serve", "--model", str(model_path), "--port", "0", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"}, **popen,
-    )
-    assert process.stdout is not None
-    match = re.search(r"http://127\.0\.0\.1:(\d+)/", process.stdout.readline())
-    assert match, process.stderr.read() if process.stderr else ""
-    return process, int(match.group(1))
-
-
-def _stop(process: subprocess.Popen[str]) -> str:
-    process.send_signal(signal.SIGINT)
-    try:
-        _, err = process.communicate(timeout=20)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    return err
-
-
 def _closed_within(sock: socket.socket, seconds: float) -> bool:
     """Whether the server closes ``sock`` within ``seconds`` (recv gives b"")."""
     sock.settimeout(seconds)
@@ -399,8 +353,9 @@ def _closed_within(sock: socket.socket, seconds: float) -> bool:
 def test_slow_and_idle_clients_are_cut_off(model_path: Path) -> None:
     import httpx
 
-    process, port = _started(model_path, "--request-timeout", "1")
-    try:
+    with served("serve", "--model", str(model_path), "--port", "0",
+                "--request-timeout", "1") as (process, url):
+        port = port_of(url)
         idle = socket.create_connection(("127.0.0.1", port))
         slow_headers = socket.create_connection(("127.0.0.1", port))
         slow_headers.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # never ends
@@ -412,8 +367,7 @@ def test_slow_and_idle_clients_are_cut_off(model_path: Path) -> None:
             sock.close()
         # Meanwhile and after, ordinary requests are answered.
         assert httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=10).status_code == 200
-    finally:
-        err = _stop(process)
+        err = stop_with_ctrl_c(process)
     assert "Traceback" not in err
 
 
@@ -428,10 +382,10 @@ def test_hundreds_of_idle_connections_do_not_stop_the_server(model_path: Path) -
     def few_descriptors() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
-    process, port = _started(model_path, "--request-timeout", "1",
-                             preexec_fn=few_descriptors)
-    idle = []
-    try:
+    idle: list[socket.socket] = []
+    with served("serve", "--model", str(model_path), "--port", "0", "--request-timeout", "1",
+                preexec_fn=few_descriptors) as (process, url):
+        port = port_of(url)
         for _ in range(300):
             try:
                 idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
@@ -446,10 +400,9 @@ def test_hundreds_of_idle_connections_do_not_stop_the_server(model_path: Path) -
             except httpx.HTTPError:
                 time.sleep(0.5)
         assert answered
-    finally:
         for sock in idle:
             sock.close()
-        err = _stop(process)
+        err = stop_with_ctrl_c(process)
     assert "Traceback" not in err
 
 
@@ -482,8 +435,8 @@ def test_requests_beyond_the_limit_get_a_json_503(model: TrainedModel) -> None:
 
 
 def test_a_request_that_is_not_http_gets_a_json_400(model_path: Path) -> None:
-    process, port = _started(model_path)
-    try:
+    with served("serve", "--model", str(model_path), "--port", "0") as (process, url):
+        port = port_of(url)
         for garbage in (b"HELLO THERE\r\n\r\n",
                         b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nno colon here\r\n\r\n",
                         # headers that never end, over the 16 kB limit:
@@ -496,8 +449,7 @@ def test_a_request_that_is_not_http_gets_a_json_400(model_path: Path) -> None:
             head, _, body = answer.partition(b"\r\n\r\n")
             assert head.startswith(b"HTTP/1.1 400") and b"application/json" in head
             assert "not a valid HTTP request" in json.loads(body)["error"]
-    finally:
-        err = _stop(process)
+        err = stop_with_ctrl_c(process)
     assert "Traceback" not in err
 
 
