@@ -243,6 +243,17 @@ def train_epoch(
     return loss_sum / max(seen, 1), correct / max(seen, 1), lr
 
 
+@contextmanager
+def on_device(network: MLP, device: str) -> Iterator[MLP]:
+    """Inside the block ``network`` lives on ``device``; after it, where it was before."""
+    home = network.device
+    network.to(device)
+    try:
+        yield network
+    finally:
+        network.to(home)
+
+
 def fit(
     network: MLP,
     x_train: NDArray[np.uint8],
@@ -288,157 +299,126 @@ def fit(
     to ``checkpoint`` hold NumPy arrays either way.
     """
     with on_device(network, config.device):
-        return _fit(network, x_train, y_train, scaler, config, x_val, y_val, progress, log,
-                    on_epoch_end, engine, checkpoint, resume_from)
+        rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
+        trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
+        after = AfterStep(network, config)
+        average = after.average
+        augmenter = AUGMENTERS[config.augment]
+        images: Callable[[int], NDArray[np.uint8]] | None = None
+        if augmenter is not None:
+            images = EpochImages(augmenter, x_train, config.seed, config.epochs)
+            prefetch = getattr(trainer, "prefetch_images", None)
+            if callable(prefetch):
+                images = prefetch(images)
+        steps_per_epoch = len(trainer.batches)
+        total_steps = steps_per_epoch * config.epochs
+        warmup = int(config.warmup_epochs * steps_per_epoch)
+        has_val = x_val is not None and y_val is not None and len(x_val) > 0
 
+        def lr_at(t: int) -> float:
+            return learning_rate(config.schedule, config.lr, t, total_steps, warmup)
 
-@contextmanager
-def on_device(network: MLP, device: str) -> Iterator[MLP]:
-    """Inside the block ``network`` lives on ``device``; after it, where it was before."""
-    home = network.device
-    network.to(device)
-    try:
-        yield network
-    finally:
-        network.to(home)
+        result = TrainResult()
+        best_loss, best_state, best_loss_epoch = np.inf, None, 0
+        first_epoch = 1
+        if resume_from is not None:
+            network.set_state(resume_from["network"])
+            trainer.load_state_dict(resume_from["optimizer"])
+            rng.bit_generator.state = resume_from["rng"]
+            if resume_from.get("dropout_rng") is not None:
+                network.dropout_rng.bit_generator.state = resume_from["dropout_rng"]
+            if average is not None:
+                average.load_state_dict(resume_from["average"])
+            result.history = [EpochRecord(**r) for r in resume_from["history"]]
+            result.epochs_run = first_epoch = int(resume_from["epoch"])
+            first_epoch += 1
+            result.best_epoch = int(resume_from["best_epoch"])
+            best_loss = float(resume_from["best_loss"])
+            best_loss_epoch = int(resume_from.get("best_loss_epoch", result.best_epoch))
+            best_state = resume_from["best"]
+        initial_state = network.get_state()
+        bar = _make_bar(total_steps, progress)
+        started = time.perf_counter()
+        epoch = 0
+        try:
+            with trainer:
+                for epoch in range(first_epoch, config.epochs + 1):
+                    epoch_start = time.perf_counter()
+                    if images is not None:
+                        trainer.batches.replace_images(images(epoch))
 
+                    def show(seen: int, loss: float, acc: float, epoch: int = epoch) -> None:
+                        if bar is not None:
+                            bar.update(1)
+                            if bar.n % 20 == 0 or seen == len(x_train):
+                                bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", acc=f"{acc:.4f}",
+                                                refresh=False)
 
-def _fit(
-    network: MLP,
-    x_train: NDArray[np.uint8],
-    y_train: NDArray[np.integer],
-    scaler: MinMaxScaler,
-    config: TrainConfig,
-    x_val: NDArray[np.uint8] | None,
-    y_val: NDArray[np.integer] | None,
-    progress: bool,
-    log: Callable[[str], None] | None,
-    on_epoch_end: Callable[[EpochRecord], object] | None,
-    engine: TrainerFactory | None,
-    checkpoint: Callable[[dict[str, Any]], None] | None,
-    resume_from: dict[str, Any] | None,
-) -> TrainResult:
-    """:func:`fit`, with the network on its training device."""
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
-    trainer = (engine or TextbookTrainer)(network, config, x_train, y_train, scaler, rng)
-    after = AfterStep(network, config)
-    average = after.average
-    augmenter = AUGMENTERS[config.augment]
-    images: Callable[[int], NDArray[np.uint8]] | None = None
-    if augmenter is not None:
-        images = EpochImages(augmenter, x_train, config.seed, config.epochs)
-        prefetch = getattr(trainer, "prefetch_images", None)
-        if callable(prefetch):
-            images = prefetch(images)
-    steps_per_epoch = len(trainer.batches)
-    total_steps = steps_per_epoch * config.epochs
-    warmup = int(config.warmup_epochs * steps_per_epoch)
-    has_val = x_val is not None and y_val is not None and len(x_val) > 0
-
-    def lr_at(t: int) -> float:
-        return learning_rate(config.schedule, config.lr, t, total_steps, warmup)
-
-    result = TrainResult()
-    best_loss, best_state, best_loss_epoch = np.inf, None, 0
-    first_epoch = 1
-    if resume_from is not None:
-        network.set_state(resume_from["network"])
-        trainer.load_state_dict(resume_from["optimizer"])
-        rng.bit_generator.state = resume_from["rng"]
-        if resume_from.get("dropout_rng") is not None:
-            network.dropout_rng.bit_generator.state = resume_from["dropout_rng"]
-        if average is not None:
-            average.load_state_dict(resume_from["average"])
-        result.history = [EpochRecord(**r) for r in resume_from["history"]]
-        result.epochs_run = first_epoch = int(resume_from["epoch"])
-        first_epoch += 1
-        result.best_epoch = int(resume_from["best_epoch"])
-        best_loss = float(resume_from["best_loss"])
-        best_loss_epoch = int(resume_from.get("best_loss_epoch", result.best_epoch))
-        best_state = resume_from["best"]
-    initial_state = network.get_state()
-    bar = _make_bar(total_steps, progress)
-    started = time.perf_counter()
-    epoch = 0
-    try:
-        with trainer:
-            for epoch in range(first_epoch, config.epochs + 1):
-                epoch_start = time.perf_counter()
-                if images is not None:
-                    trainer.batches.replace_images(images(epoch))
-
-                def show(seen: int, loss: float, acc: float, epoch: int = epoch) -> None:
-                    if bar is not None:
-                        bar.update(1)
-                        if bar.n % 20 == 0 or seen == len(x_train):
-                            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", acc=f"{acc:.4f}",
-                                            refresh=False)
-
-                loss, acc, lr = train_epoch(trainer, lr_at, (epoch - 1) * steps_per_epoch,
-                                            show if bar is not None else None,
-                                            after if after else None)
-                record = EpochRecord(epoch, loss, acc, None, None, lr,
-                                     time.perf_counter() - epoch_start)
-                # With weight averaging, the averaged weights are validated and kept.
-                with average.swapped_in(network) if average is not None else nullcontext():
-                    if has_val:
-                        assert x_val is not None and y_val is not None
-                        record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
-                        check_loss(record.val_loss, "the validation")
-                    epoch_state = network.get_state()
-                    result.history.append(record)
-                    result.epochs_run = epoch
-                    if log is not None:
-                        log(_epoch_line(record, config.epochs))
-                    stop = on_epoch_end is not None and bool(on_epoch_end(record))
-                if record.val_loss is not None and record.val_loss < best_loss:
-                    best_loss, best_loss_epoch = record.val_loss, epoch
-                    if config.keep == "best":  # the weights of the lowest validation loss
+                    loss, acc, lr = train_epoch(trainer, lr_at, (epoch - 1) * steps_per_epoch,
+                                                show if bar is not None else None,
+                                                after if after else None)
+                    record = EpochRecord(epoch, loss, acc, None, None, lr,
+                                         time.perf_counter() - epoch_start)
+                    # With weight averaging, the averaged weights are validated and kept.
+                    with average.swapped_in(network) if average is not None else nullcontext():
+                        if has_val:
+                            assert x_val is not None and y_val is not None
+                            record.val_loss, record.val_accuracy = trainer.evaluate(x_val, y_val)
+                            check_loss(record.val_loss, "the validation")
+                        epoch_state = network.get_state()
+                        result.history.append(record)
+                        result.epochs_run = epoch
+                        if log is not None:
+                            log(_epoch_line(record, config.epochs))
+                        stop = on_epoch_end is not None and bool(on_epoch_end(record))
+                    if record.val_loss is not None and record.val_loss < best_loss:
+                        best_loss, best_loss_epoch = record.val_loss, epoch
+                        if config.keep == "best":  # the weights of the lowest validation loss
+                            best_state, result.best_epoch = epoch_state, epoch
+                    elif (record.val_loss is not None and config.patience
+                            and epoch - best_loss_epoch >= config.patience):
+                        result.stopped_early = True
+                        if log is not None:
+                            log(f"early stopping: no better validation loss for "
+                                f"{config.patience} epochs (best: epoch {best_loss_epoch})")
+                        if config.keep == "last":
+                            best_state, result.best_epoch = epoch_state, epoch
+                        break
+                    if record.val_loss is None or config.keep == "last":
                         best_state, result.best_epoch = epoch_state, epoch
-                elif (record.val_loss is not None and config.patience
-                        and epoch - best_loss_epoch >= config.patience):
-                    result.stopped_early = True
-                    if log is not None:
-                        log(f"early stopping: no better validation loss for "
-                            f"{config.patience} epochs (best: epoch {best_loss_epoch})")
-                    if config.keep == "last":
-                        best_state, result.best_epoch = epoch_state, epoch
-                    break
-                if record.val_loss is None or config.keep == "last":
-                    best_state, result.best_epoch = epoch_state, epoch
-                if checkpoint is not None:
-                    state = training_state(network, trainer, rng, result, best_state,
-                                           best_loss, average)
-                    state["best_loss_epoch"] = best_loss_epoch
-                    checkpoint(state)
-                if stop:  # the caller has seen enough (a benchmark's target reached)
-                    result.stopped_early = True
-                    break
-    except KeyboardInterrupt:
-        result.interrupted = True
-        if log is not None:
-            log("interrupted: keeping the best model so far")
-    except Diverged as error:
-        result.diverged = (f"training diverged in epoch {epoch}: {error} "
-                           f"(learning rate {config.lr:g})")
-        if log is not None:
-            log(result.diverged)
-    finally:
-        if bar is not None:
-            bar.close()
-    result.train_seconds = time.perf_counter() - started
-    info = getattr(trainer, "info", None)
-    if callable(info):
-        result.trainer_info = info()
-    # After Ctrl-C or a divergence the weights have moved on from every complete epoch.
-    stopped = result.interrupted or result.diverged is not None
-    if best_state is not None and (result.best_epoch != result.epochs_run or stopped
-                                   or average is not None):
-        network.set_state(best_state)
-    elif result.diverged is not None:  # no good epoch: back to the start, never to NaN
-        network.set_state(initial_state)
-        result.best_epoch = 0
-    return result
+                    if checkpoint is not None:
+                        state = training_state(network, trainer, rng, result, best_state,
+                                               best_loss, average)
+                        state["best_loss_epoch"] = best_loss_epoch
+                        checkpoint(state)
+                    if stop:  # the caller has seen enough (a benchmark's target reached)
+                        result.stopped_early = True
+                        break
+        except KeyboardInterrupt:
+            result.interrupted = True
+            if log is not None:
+                log("interrupted: keeping the best model so far")
+        except Diverged as error:
+            result.diverged = (f"training diverged in epoch {epoch}: {error} "
+                               f"(learning rate {config.lr:g})")
+            if log is not None:
+                log(result.diverged)
+        finally:
+            if bar is not None:
+                bar.close()
+        result.train_seconds = time.perf_counter() - started
+        info = getattr(trainer, "info", None)
+        if callable(info):
+            result.trainer_info = info()
+        # After Ctrl-C or a divergence the weights have moved on from every complete epoch.
+        stopped = result.interrupted or result.diverged is not None
+        if best_state is not None and (result.best_epoch != result.epochs_run or stopped
+                                       or average is not None):
+            network.set_state(best_state)
+        elif result.diverged is not None:  # no good epoch: back to the start, never to NaN
+            network.set_state(initial_state)
+            result.best_epoch = 0
+        return result
 
 
 def training_state(network: MLP, trainer: Trainer, rng: np.random.Generator,
