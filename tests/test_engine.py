@@ -356,6 +356,30 @@ def test_the_helper_computes_its_rows_and_updates_them() -> None:
     np.testing.assert_array_equal(share.W[:12], W_before[:12])
 
 
+@needs_fork
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_the_helper_keeps_the_blas_limit_it_was_started_with_and_no_blas_threads() -> None:
+    # Setting the thread count in the helper would create an OpenBLAS thread pool there,
+    # whose new threads spin for ~0.1 s on the cores the training needs.
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if not any(i["internal_api"] == "openblas" and i["num_threads"] > 1
+               for i in threadpool_info()):
+        pytest.skip("needs OpenBLAS with a thread pool (2 or more cores)")
+    work = _helper_work()
+    with threadpool_limits(1):  # as SplitTrainer does before it starts the helper
+        helper = HelperProcess(work)
+    try:
+        helper.wake()
+        for command in (split.FORWARD, split.BACKWARD, split.UPDATE):
+            helper.post(command, 0, 4, lr=0.1)
+            helper.wait()
+        time.sleep(0.05)
+        assert os.listdir(f"/proc/{helper.process.pid}/task") == [str(helper.process.pid)]
+    finally:
+        helper.close()
+
+
 def test_an_orphaned_helper_stops_waiting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(split, "SPIN_SECONDS", 0.0)
     ctl = np.zeros(7, np.int64)

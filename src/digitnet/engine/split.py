@@ -84,7 +84,9 @@ wakes it. An idle helper spins for :data:`SPIN_SECONDS`, then polls every
 OpenBLAS's own idle threads in this process spin for ~0.1 s after a multi-threaded product,
 on the helper's core; the ``digitnet`` command therefore sets ``OPENBLAS_THREAD_TIMEOUT``
 (:data:`digitnet.cli.OPENBLAS_THREAD_TIMEOUT`). From Python, set it before NumPy is imported
-to spare the first epoch up to ~0.2 s.
+to spare the first epoch up to ~0.2 s. The helper inherits its BLAS thread limit through
+the fork instead of setting it (see :func:`_serve`): setting it there would start a new
+OpenBLAS thread pool in the helper, whose threads spin just as long.
 """
 
 from __future__ import annotations
@@ -292,10 +294,11 @@ class HelperProcess:
 
     ``work``'s buffers must be shared (:func:`shared_array`): after :meth:`wait`, this
     process reads the helper's results through them. The helper starts asleep
-    (:meth:`wake` it before posting) and goes back to sleep on :meth:`sleep`.
+    (:meth:`wake` it before posting) and goes back to sleep on :meth:`sleep`. It runs BLAS
+    on the thread count in effect here when it starts (see :func:`_serve`).
     """
 
-    def __init__(self, work: HelperWork, threads: int = 1) -> None:
+    def __init__(self, work: HelperWork) -> None:
         self.work = work
         self.ctl = shared_array((7,), np.int64)
         self.lr = shared_array((1,), np.float64)
@@ -304,8 +307,8 @@ class HelperProcess:
         context = multiprocessing.get_context("fork")
         self.process = context.Process(
             target=_serve,
-            args=(work, self.ctl, self.lr, child_end, os.getpid(), threads,
-                  self._wake_r, self._wake_w),
+            args=(work, self.ctl, self.lr, child_end, os.getpid(), self._wake_r,
+                  self._wake_w),
             name="digitnet-helper", daemon=True,
         )
         try:
@@ -387,37 +390,41 @@ class HelperProcess:
 
 def _serve(
     work: HelperWork, ctl: NDArray[np.int64], lr: NDArray[np.float64], errors: Connection,
-    parent: int, threads: int, wake_r: int, wake_w: int,
+    parent: int, wake_r: int, wake_w: int,
 ) -> None:
-    """The helper's loop: wait for a job, run it, report it done; until STOP."""
-    from threadpoolctl import threadpool_limits
+    """The helper's loop: wait for a job, run it, report it done; until STOP.
 
+    Its BLAS thread count is the one in effect when it was forked (:class:`SplitTrainer`
+    sets it first), never set here: after a fork OpenBLAS has no thread pool, and setting
+    its thread count would create one, whose fresh worker threads spin for about 0.1 s
+    (2^28 cycles, unless ``OPENBLAS_THREAD_TIMEOUT`` was set before NumPy loaded) on the
+    cores the training needs; the first steps of every run took 5-8x as long on a
+    two-core machine. With one thread, the helper never creates the pool."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     os.close(wake_w)  # so that the read below ends (empty) once the parent has gone
     _close_sockets()
-    with threadpool_limits(threads):
-        done = int(ctl[DONE])
-        if not os.read(wake_r, 1):  # starts asleep
+    done = int(ctl[DONE])
+    if not os.read(wake_r, 1):  # starts asleep
+        return
+    while True:
+        seq = _next_job(ctl, done, parent)
+        if seq is None:
             return
-        while True:
-            seq = _next_job(ctl, done, parent)
-            if seq is None:
-                return
-            command = int(ctl[CMD])
-            if command in (STOP, SLEEP):
-                ctl[DONE] = done = seq
-                if command == STOP or not os.read(wake_r, 1):
-                    return
-                continue
-            try:
-                work.run(command, int(ctl[LAYER]), int(ctl[ROWS]), float(lr[0]),
-                         int(ctl[BUFFER]))
-            except BaseException as error:  # reported to the parent, which raises
-                errors.send(f"{type(error).__name__}: {error}")
-                ctl[FAILED] = 1
-                ctl[DONE] = seq
-                return
+        command = int(ctl[CMD])
+        if command in (STOP, SLEEP):
             ctl[DONE] = done = seq
+            if command == STOP or not os.read(wake_r, 1):
+                return
+            continue
+        try:
+            work.run(command, int(ctl[LAYER]), int(ctl[ROWS]), float(lr[0]),
+                     int(ctl[BUFFER]))
+        except BaseException as error:  # reported to the parent, which raises
+            errors.send(f"{type(error).__name__}: {error}")
+            ctl[FAILED] = 1
+            ctl[DONE] = seq
+            return
+        ctl[DONE] = done = seq
 
 
 def _close_sockets() -> None:
@@ -778,7 +785,7 @@ class SplitTrainer:
         process = None
         if self.use_helper:
             try:
-                process = HelperProcess(work, self.threads)
+                process = HelperProcess(work)
             except OSError:  # no fork (memory, process limits): the same work, inline
                 self.use_helper = False
         self.helper = AdaptiveHelper(work, process, self.chooser)
