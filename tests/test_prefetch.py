@@ -51,7 +51,18 @@ def test_every_epoch_is_the_textbook_epoch_and_the_worker_helps() -> None:
     finally:
         epochs.close()
     assert epochs.chunks_worker > 0
-    assert epochs.chunks_worker + epochs.chunks_here == (source.epochs - 1) * epochs.n_chunks
+    assert epochs.chunks_worker + epochs.chunks_here == source.epochs * epochs.n_chunks
+
+
+def test_the_workers_help_with_the_first_epoch_too() -> None:
+    source = _source(n=40 * CHUNK)
+    epochs = PrefetchedEpochs(source)
+    try:
+        np.testing.assert_array_equal(epochs(1), source(1))  # nothing was started ahead
+    finally:
+        epochs.close()
+    assert epochs.chunks_worker > 0 and epochs.chunks_here > 0
+    assert epochs.chunks_worker + epochs.chunks_here == epochs.n_chunks
 
 
 def test_a_starved_worker_leaves_the_rest_to_the_training_process(
@@ -64,7 +75,7 @@ def test_a_starved_worker_leaves_the_rest_to_the_training_process(
             np.testing.assert_array_equal(epochs(epoch), source(epoch))
     finally:
         epochs.close()
-    assert epochs.chunks_here == (source.epochs - 1) * epochs.n_chunks
+    assert epochs.chunks_here == source.epochs * epochs.n_chunks
     assert epochs.chunks_worker == 0
 
 
@@ -107,7 +118,7 @@ def test_several_workers_share_the_chunks_and_give_the_same_bits() -> None:
         assert pool is not None and len(pool._pool) == 3  # type: ignore[attr-defined]
     finally:
         epochs.close()
-    assert epochs.chunks_worker + epochs.chunks_here == (source.epochs - 1) * epochs.n_chunks
+    assert epochs.chunks_worker + epochs.chunks_here == source.epochs * epochs.n_chunks
     with pytest.raises(ValueError, match="workers"):
         PrefetchedEpochs(source, workers=0)
 

@@ -3,7 +3,8 @@
 :class:`digitnet.training.EpochImages` distorts the whole training set at the start of every
 epoch, in the training process: simple, and on MNIST about 0.4-0.5 s (affine) or 0.7-1.3 s
 (elastic) of one core an epoch. :class:`PrefetchedEpochs` gives epoch ``e + 1`` to a worker
-process (forked once, holding the original images) as soon as epoch ``e`` is handed out:
+process (forked once, holding the original images) as soon as epoch ``e`` is handed out
+(the first epoch it is asked for, which nobody started ahead, it shares the same way):
 
 * the worker writes the images chunk by chunk (:data:`CHUNK` images, the augmentation's own
   blocks) into shared memory, taking chunks from the front (``workers > 1`` of them share the
@@ -136,16 +137,27 @@ class PrefetchedEpochs:
         return self._pool
 
     def __call__(self, epoch: int) -> NDArray[np.uint8]:
-        pending = self._pending.pop(epoch, None)
+        # An epoch not started ahead (the first one, or one asked out of turn): the workers
+        # start on it now and this process works from the back, so even the first epoch's
+        # images are not left to this process alone.
+        pending = self._pending.pop(epoch, None) or self._begin(epoch)
         images = self._finish(epoch, *pending) if pending is not None else self.source(epoch)
-        pool = self._start() if epoch < self.source.epochs else None
-        if pool is not None:
-            assert self._shared is not None
-            k = (epoch + 1) % 2  # the other buffer than the one just handed out
-            self._shared.reset(k, self.n_chunks)
-            self._pending[epoch + 1] = (k, [pool.apply_async(_fill_from_front, (k, epoch + 1))
-                                            for _ in range(self.workers)])
+        if epoch < self.source.epochs:
+            upcoming = self._begin(epoch + 1)
+            if upcoming is not None:
+                self._pending[epoch + 1] = upcoming
         return images
+
+    def _begin(self, epoch: int) -> tuple[int, list[Any]] | None:
+        """Start the workers on ``epoch`` in buffer ``epoch % 2`` (so the one just handed
+        out is not touched); ``None`` where there are no workers."""
+        pool = self._start()
+        if pool is None:
+            return None
+        assert self._shared is not None
+        k = epoch % 2
+        self._shared.reset(k, self.n_chunks)
+        return k, [pool.apply_async(_fill_from_front, (k, epoch)) for _ in range(self.workers)]
 
     def _finish(self, epoch: int, k: int, results: list[Any]) -> NDArray[np.uint8]:
         """Buffer ``k`` complete: what the workers have not taken yet is computed here."""
