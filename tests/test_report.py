@@ -610,3 +610,35 @@ def test_report_on_real_mnist(mnist: Dataset, tmp_path: Path) -> None:
         assert image.size[0] >= 600 and image.size[1] >= 600
     accuracy = rows_by_first_cell(parsed.tables["summary-metrics"])["accuracy"]
     assert accuracy == [format_score(outcome.metrics["test_accuracy"])]
+
+
+def _a_few_figures() -> dict[str, Any]:
+    cm = np.array([[5, 1, 0], [0, 6, 1], [2, 0, 4]])
+    scores = {c: {"precision": 0.8, "recall": 0.7, "f1": 0.75, "support": 7} for c in "abc"}
+    return {"cm.png": plots.confusion_matrix(cm, list("abc")),
+            "scores.png": plots.per_class_scores(scores),
+            "curves.png": plots.learning_curves(
+                [{"epoch": e, "loss": 1 / e, "accuracy": 1 - 0.1 / e, "val_loss": 1.1 / e,
+                  "val_accuracy": 1 - 0.12 / e, "lr": 1e-3} for e in range(1, 5)], 4)}
+
+
+def test_figures_rendered_at_once_are_the_bytes_rendered_one_by_one() -> None:
+    one_by_one = {name: plots.save_png(fig) for name, fig in _a_few_figures().items()}
+    at_once = plots.save_pngs(_a_few_figures(), workers=3)
+    assert list(at_once) == list(one_by_one) and at_once == one_by_one
+
+
+def test_figures_are_rendered_here_from_a_thread_other_than_the_main_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    def no_fork(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("forked from a server's thread")
+
+    monkeypatch.setattr(plots, "ProcessPoolExecutor", no_fork)
+    out: dict[str, bytes] = {}
+    thread = threading.Thread(target=lambda: out.update(plots.save_pngs(_a_few_figures())))
+    thread.start()
+    thread.join()
+    assert sorted(out) == ["cm.png", "curves.png", "scores.png"]
+    assert all(png.startswith(b"\x89PNG") for png in out.values())

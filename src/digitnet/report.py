@@ -577,11 +577,9 @@ def write_report(
     folder = Path(run_dir)
     proba = model.predict_proba(dataset.x_test) if test_proba is None else test_proba
     numbers = robustness_numbers(model, dataset, proba)
-    pngs: dict[str, bytes] = {}
-    for filename, figure in draw_figures(model, metrics, dataset, proba, numbers,
-                                         tsne).items():
-        pngs[filename] = plots.save_png(figure)
-        atomic_write_bytes(folder / filename, pngs[filename])
+    pngs = plots.save_pngs(draw_figures(model, metrics, dataset, proba, numbers, tsne))
+    for filename, png in pngs.items():
+        atomic_write_bytes(folder / filename, png)
     for optional in OPTIONAL_FIGURE_FILES:  # from an earlier report: not on this page
         if optional not in pngs:
             (folder / optional).unlink(missing_ok=True)
