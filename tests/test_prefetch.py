@@ -123,6 +123,26 @@ def test_several_workers_share_the_chunks_and_give_the_same_bits() -> None:
         PrefetchedEpochs(source, workers=0)
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="needs Linux's /proc")
+def test_several_workers_run_blas_on_one_thread_and_start_no_blas_threads() -> None:
+    from threadpoolctl import threadpool_info
+
+    if not any(i["internal_api"] == "openblas" and i["num_threads"] > 1
+               for i in threadpool_info()):
+        pytest.skip("needs OpenBLAS with a thread pool (2 or more cores)")
+    source = _source(n=9 * CHUNK + 5, epochs=2)
+    epochs = PrefetchedEpochs(source, workers=2)
+    try:
+        for epoch in (1, 2):  # elastic: the smoothing's matrix products run in the workers
+            np.testing.assert_array_equal(epochs(epoch), source(epoch))
+        pool = epochs._pool
+        assert pool is not None
+        for worker in pool._pool:  # type: ignore[attr-defined]
+            assert os.listdir(f"/proc/{worker.pid}/task") == [str(worker.pid)]
+    finally:
+        epochs.close()
+
+
 def test_training_on_a_gpu_gives_the_augmentation_the_spare_cores(
         monkeypatch: pytest.MonkeyPatch) -> None:
     from digitnet import devices

@@ -76,16 +76,11 @@ class _Shared:
 
 
 _WORKER: _Shared | None = None  # the worker's view of it
-_LIMITS: Any = None  # the worker's BLAS thread limit, kept for its lifetime
 
 
-def _start_worker(shared: _Shared, nice: int, one_thread: bool) -> None:
-    global _WORKER, _LIMITS
+def _start_worker(shared: _Shared, nice: int) -> None:
+    global _WORKER
     _WORKER = shared
-    if one_thread:  # several workers: one BLAS thread each (the elastic smoothing's products)
-        from threadpoolctl import threadpool_limits
-
-        _LIMITS = threadpool_limits(1)
     with contextlib.suppress(OSError):  # not allowed here: the training's priority
         os.nice(nice)
 
@@ -129,12 +124,25 @@ class PrefetchedEpochs:
             try:
                 context = multiprocessing.get_context("fork")
                 self._shared = _Shared(self.source, context.Lock())
-                self._pool = context.Pool(self.workers, initializer=_start_worker,
-                                          initargs=(self._shared, self.nice,
-                                                    self.workers > 1))
+                with self._blas_limit():
+                    self._pool = context.Pool(self.workers, initializer=_start_worker,
+                                              initargs=(self._shared, self.nice))
             except (ValueError, OSError, AssertionError):  # no fork; a daemon process
                 self._failed = True
         return self._pool
+
+    def _blas_limit(self) -> contextlib.AbstractContextManager[Any]:
+        """The BLAS thread limit the workers are forked with and keep (the elastic
+        smoothing's products): one thread each when there are several, else the training
+        process's own (one per process under the split engine on two cores). Set here,
+        before the fork, never in a worker: after a fork OpenBLAS has no thread pool, and
+        setting its thread count would create one in every worker, whose new threads spin
+        for ~0.1 s (see :func:`digitnet.engine.split._serve`)."""
+        if self.workers == 1:
+            return contextlib.nullcontext()
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(1)
 
     def __call__(self, epoch: int) -> NDArray[np.uint8]:
         # An epoch not started ahead (the first one, or one asked out of turn): the workers
