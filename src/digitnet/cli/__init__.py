@@ -27,11 +27,12 @@ COMMANDS = {
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 # After a multi-threaded product, OpenBLAS's idle threads spin for about 0.1 s (2^28 cycles)
-# before they sleep, on the very core that training's helper process needs
-# (digitnet.engine.split): the first epoch lost up to 0.2 s to it. 2^20 cycles (well under a
-# millisecond) keeps them spinning between the products of one step, not longer. OpenBLAS
-# reads the variable when NumPy loads it, so it is set before any sub-command imports NumPy;
-# a value already in the environment wins.
+# before they sleep, taking a core from whatever runs next (the first epoch of the split
+# engine lost up to 0.2 s to it until its helper stopped starting a thread pool of its own;
+# see digitnet.engine.split). 2^20 cycles (well under a millisecond) keeps them spinning
+# between the products of one step, not longer. OpenBLAS reads the variable when NumPy loads
+# it, so it is set before any sub-command imports NumPy; a value already in the environment
+# wins.
 OPENBLAS_THREAD_TIMEOUT = "20"
 
 

@@ -81,12 +81,12 @@ The ``SLEEP`` job sends the helper to a blocking read of a pipe; one byte writte
 wakes it. An idle helper spins for :data:`SPIN_SECONDS`, then polls every
 :data:`IDLE_POLL_SECONDS`, and exits if this process has gone.
 
-OpenBLAS's own idle threads in this process spin for ~0.1 s after a multi-threaded product,
-on the helper's core; the ``digitnet`` command therefore sets ``OPENBLAS_THREAD_TIMEOUT``
-(:data:`digitnet.cli.OPENBLAS_THREAD_TIMEOUT`). From Python, set it before NumPy is imported
-to spare the first epoch up to ~0.2 s. The helper inherits its BLAS thread limit through
-the fork instead of setting it (see :func:`_serve`): setting it there would start a new
-OpenBLAS thread pool in the helper, whose threads spin just as long.
+OpenBLAS's idle threads spin for ~0.1 s after a multi-threaded product (unless
+``OPENBLAS_THREAD_TIMEOUT`` was set before NumPy loaded, as the ``digitnet`` command does:
+:data:`digitnet.cli.OPENBLAS_THREAD_TIMEOUT`). This process's stop when the helper is
+forked (OpenBLAS shuts its pool down for a fork), and the helper never starts any: it
+inherits its BLAS thread limit through the fork instead of setting it (see :func:`_serve`),
+so the engine's first steps are as fast from Python as from the command line.
 """
 
 from __future__ import annotations
