@@ -642,3 +642,16 @@ def test_figures_are_rendered_here_from_a_thread_other_than_the_main_one(
     thread.join()
     assert sorted(out) == ["cm.png", "curves.png", "scores.png"]
     assert all(png.startswith(b"\x89PNG") for png in out.values())
+
+
+def _killed_renderer(name: str) -> bytes:
+    import os
+
+    os._exit(9)  # as the kernel's OOM killer would end it
+
+
+def test_a_renderer_that_is_killed_leaves_the_rendering_to_this_process(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plots, "_render", _killed_renderer)  # the forked renderers see it
+    one_by_one = {name: plots.save_png(fig) for name, fig in _a_few_figures().items()}
+    assert plots.save_pngs(_a_few_figures(), workers=2) == one_by_one

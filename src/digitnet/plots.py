@@ -21,9 +21,11 @@ import io
 import math
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import TYPE_CHECKING, Any, ParamSpec
 
 import matplotlib as mpl
@@ -93,18 +95,19 @@ def save_pngs(figures: Mapping[str, Figure], workers: int | None = None) -> dict
     ``workers`` forked processes at once (default: one per usable core, at most one per
     figure), which read them from this process's memory. One by one instead where forking
     is not safe or not possible: a thread other than the main one (a server's), a daemon
-    process (a Dask or joblib worker), a platform without ``fork``."""
+    process (a Dask or joblib worker), a platform other than Linux; and when a renderer
+    cannot be started or is killed (memory)."""
     names = list(figures)
-    n = min(len(names), workers or len(os.sched_getaffinity(0)))
-    can_fork = ("fork" in multiprocessing.get_all_start_methods()
+    can_fork = (sys.platform.startswith("linux")  # elsewhere fork is unsafe or absent
                 and threading.current_thread() is threading.main_thread()
                 and not multiprocessing.current_process().daemon)
+    n = min(len(names), workers or (len(os.sched_getaffinity(0)) if can_fork else 1))
     if n > 1 and can_fork:
         _TO_RENDER.update(figures)
         try:
             with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
                 return dict(zip(names, pool.map(_render, names), strict=True))
-        except OSError:  # no processes to be had (limits, memory): as below
+        except (OSError, BrokenProcessPool):  # no processes to be had, or one was killed
             pass
         finally:
             _TO_RENDER.clear()
