@@ -23,6 +23,7 @@ CuPy, PyTorch on CUDA; the augmentation stays on the CPU, one epoch ahead, for b
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Callable
@@ -190,6 +191,39 @@ def side_by_side(ds: Dataset, config: TrainConfig, threads: int, target: float,
     return result
 
 
+def _print_line(label: str, r: dict[str, Any], target: float) -> None:
+    cells = []
+    for name in ("digitnet", "pytorch"):
+        if name in r:
+            run = r[name]
+            cells.append(f"{name}: " + (f"{run['seconds']:.0f} s ({run['epochs']} epochs)"
+                                        if run["seconds"] is not None else "not reached"
+                                        + (f" (best {run['best_accuracy']:.4f})"
+                                           if run.get("best_accuracy") is not None else "")))
+    ratio = r.get("ratio")
+    print(f"{label}: time to {target:.1%}: " + ", ".join(cells)
+          + (f"; ratio {ratio:.2f} (goal <= 0.7)" if ratio is not None else ""))
+
+
+def over_seeds(ds: Dataset, config: TrainConfig, threads: int, target: float,
+               with_torch: bool, seeds: list[int]) -> dict[str, Any]:
+    """:func:`side_by_side` for each of ``seeds`` (the frameworks taking turns); with more
+    than one seed, the runs and, per framework, the run of the median time
+    (:func:`benchmarks.compare.median_run`) and their ratio: the shuffles of the two
+    frameworks reach the target a few epochs apart, so one seed's ratio is noisy."""
+    runs = [side_by_side(ds, dataclasses.replace(config, seed=seed), threads, target,
+                         with_torch) for seed in seeds]
+    if len(runs) == 1:
+        return runs[0]
+    result: dict[str, Any] = {"seeds": seeds, "runs": runs}
+    for name in ("digitnet", "pytorch"):
+        if name in runs[0]:
+            result[name] = compare.median_run([run[name] for run in runs])
+    if with_torch:
+        result["ratio"] = compare._ratio(result["digitnet"], result["pytorch"])
+    return result
+
+
 def _blas_threads() -> int:
     return max((int(i.get("num_threads", 1)) for i in threadpool_info()), default=1)
 
@@ -202,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, help="at most this many (default: the preset's)")
     parser.add_argument("--hidden", type=int, nargs="+", help="another network (short runs)")
     parser.add_argument("--target", type=float, default=TARGET)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, nargs="+", default=[0], dest="seeds",
+                        help="one seed, or several: the median run of each framework")
     parser.add_argument("--busy", action="store_true",
                         help="also with one CPU-bound process beside the runs")
     parser.add_argument("--no-torch", action="store_true")
@@ -216,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.max_minutes:
         LIMITS["seconds"] = 60 * args.max_minutes
     LIMITS["stop_at_target"] = not args.full
-    overrides: dict[str, Any] = {"seed": args.seed, "device": args.device}
+    overrides: dict[str, Any] = {"seed": args.seeds[0], "device": args.device}
     if args.epochs:
         overrides["epochs"] = args.epochs
     if args.hidden:
@@ -227,21 +262,18 @@ def main(argv: list[str] | None = None) -> int:
     with_torch = not args.no_torch and compare.torch_available()
     report: dict[str, Any] = {"config": config.to_dict(), "target": args.target,
                               "threads": threads, "machine": compare.machine_notes(threads)}
-    report["idle"] = side_by_side(ds, config, threads, args.target, with_torch)
+    report["idle"] = over_seeds(ds, config, threads, args.target, with_torch, args.seeds)
     if args.busy:
         with busy.cpu_hogs(1):
-            report["busy"] = side_by_side(ds, config, threads, args.target, with_torch)
+            report["busy"] = over_seeds(ds, config, threads, args.target, with_torch,
+                                        args.seeds)
     for label in ("idle", "busy"):
         if label not in report:
             continue
         r = report[label]
-        cells = [f"{name}: " + (f"{r[name]['seconds']:.0f} s ({r[name]['epochs']} epochs)"
-                                if r[name]["seconds"] is not None else
-                                f"not reached (best {r[name]['best_accuracy']:.4f})")
-                 for name in ("digitnet", "pytorch") if name in r]
-        ratio = r.get("ratio")
-        print(f"{label:>4}: time to {args.target:.1%}: " + ", ".join(cells)
-              + (f"; ratio {ratio:.2f} (goal <= 0.7)" if ratio is not None else ""))
+        for seed, run in zip(r.get("seeds", []), r.get("runs", []), strict=True):
+            _print_line(f"{label}, seed {seed}", run, args.target)
+        _print_line(label if "runs" not in r else f"{label}, median", r, args.target)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
             json.dump(report, fh, indent=2)

@@ -291,6 +291,24 @@ def test_time_to_99_runs_the_same_recipe_in_both(tmp_path: Path,
     assert "time to 50.0%" in capsys.readouterr().out
 
 
+def test_time_to_99_over_several_seeds_reports_each_and_the_median(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from benchmarks import time_to_99
+
+    out = tmp_path / "t.json"
+    assert time_to_99.main(["--dataset", "digits", "--preset", "fast", "--epochs", "6",
+                            "--hidden", "32", "--target", "0.5", "--seed", "0", "1", "2",
+                            "--no-torch", "--json", str(out)]) == 0
+    idle = json.loads(out.read_text())["idle"]
+    assert idle["seeds"] == [0, 1, 2] and len(idle["runs"]) == 3
+    accuracies = [[acc for _, acc in run["digitnet"]["curve"]] for run in idle["runs"]]
+    assert accuracies[0] != accuracies[1]  # each run trained with its own seed
+    seconds = [run["digitnet"]["seconds"] for run in idle["runs"]]
+    assert idle["digitnet"]["seconds"] == sorted(seconds)[1]  # the median run
+    printed = capsys.readouterr().out
+    assert "idle, seed 2: time to 50.0%" in printed and "idle, median:" in printed
+
+
 def test_the_gpu_benchmark_times_digitnet_on_the_gpu_code_path(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
