@@ -445,7 +445,7 @@ def test_a_live_run_on_an_mnist_subset(mnist_page: Any, mnist_lab: Any) -> None:
     page.select_option("#setup-dataset", "mnist")  # the form takes MNIST's defaults
     assert page.input_value('#setup [name="hidden"]') == "256 128"
     assert page.input_value('#setup [name="batch_size"]') == "256"
-    slow_motion(page)
+    slow_motion(page, 2)  # 30 ms a step: 320 steps in >= 10 s, still running when stopped
     start(page, subset=2000, epochs=40)
     wait_state(page, "running")  # MNIST loaded from the files, the run started
     first = wait_steps(page, 20)
