@@ -8,7 +8,7 @@ there once and every batch is gathered and scaled there.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 from numpy.typing import NDArray
@@ -59,8 +59,15 @@ class BatchLoader:
     def epoch(self) -> Iterator[tuple[NDArray[np.floating], NDArray[np.intp]]]:
         """``(x_batch, y_batch)`` pairs covering every sample once, in a seeded random order."""
         order = to_device(self.rng.permutation(len(self.x)), self.xp)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        yield from self.serve([order[start : start + self.batch_size]
+                               for start in range(0, len(order), self.batch_size)])
+
+    def serve(self, batches: Sequence[NDArray[np.intp]]
+              ) -> Iterator[tuple[NDArray[np.floating], NDArray[np.intp]]]:
+        """``(x_batch, y_batch)`` for each index array of ``batches`` (at most
+        :attr:`batch_size` samples each), in this order: what :meth:`epoch` yields for its
+        order (the live lab serves the rest of an epoch with it after a batch-size change)."""
+        for idx in batches:
             yield self.load(idx), self.y[idx]
 
     def load(self, idx: NDArray[np.intp]) -> NDArray[np.floating]:

@@ -329,9 +329,7 @@ class _EpochBatches:
             loader = session.trainer.batches
             size = loader.batch_size
             batches = [order[start:start + size] for start in range(done, len(order), size)]
-            serve = getattr(loader, "serve", None)  # the split's loader: it prefetches
-            for xb, yb in (serve(batches) if serve is not None else
-                           ((loader.load(idx), loader.y[idx]) for idx in batches)):
+            for xb, yb in loader.serve(batches):
                 done += len(yb)
                 yield xb, yb
                 if session.trainer.batches is not loader:  # a new batch size, a new trainer

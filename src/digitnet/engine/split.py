@@ -653,16 +653,9 @@ class SplitBatchLoader(BatchLoader):
         """Load into ``buffers[buffer]`` from now on."""
         self.current, self.out = buffer, self.buffers[buffer]
 
-    def epoch(self) -> Iterator[tuple[Array, NDArray[np.intp]]]:
-        order = self.rng.permutation(len(self.x))
-        yield from self.serve([order[start : start + self.batch_size]
-                               for start in range(0, len(order), self.batch_size)])
-
     def serve(self, batches: Sequence[NDArray[np.intp]]
               ) -> Iterator[tuple[Array, NDArray[np.intp]]]:
-        """The batches of the samples ``batches`` (index arrays of at most
-        :attr:`batch_size`), in this order, each next one prefetched: what :meth:`epoch`
-        yields for its order; the live lab serves the rest of an epoch with it."""
+        """:meth:`BatchLoader.serve`, each next batch prefetched by the helper."""
         for i, idx in enumerate(batches):
             self._upcoming = batches[i + 1] if i + 1 < len(batches) else None
             yield self.load(idx), self.y[idx]
