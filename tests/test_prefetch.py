@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -54,9 +55,21 @@ def test_every_epoch_is_the_textbook_epoch_and_the_worker_helps() -> None:
     assert epochs.chunks_worker + epochs.chunks_here == source.epochs * epochs.n_chunks
 
 
-def test_the_workers_help_with_the_first_epoch_too() -> None:
+def test_the_workers_help_with_the_first_epoch_too(monkeypatch: pytest.MonkeyPatch) -> None:
     source = _source(n=40 * CHUNK)
     epochs = PrefetchedEpochs(source)
+    assert epochs._start() is not None  # the worker, forked with the real compute
+    real_compute = prefetch._Shared.compute
+
+    def after_the_worker(shared: Any, k: int, epoch: int, chunk: int) -> None:
+        # Here only: wait (at most 10 s) until the worker has taken a chunk from the front,
+        # so that a loaded machine cannot let this process finish alone first.
+        deadline = time.monotonic() + 10
+        while shared.counters[k][0] == 0 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        real_compute(shared, k, epoch, chunk)
+
+    monkeypatch.setattr(prefetch._Shared, "compute", after_the_worker)
     try:
         np.testing.assert_array_equal(epochs(1), source(1))  # nothing was started ahead
     finally:
