@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ from digitnet.engine import make_trainer, split
 from digitnet.engine.flat import FusedTrainer
 from digitnet.engine.split import INLINE, PROCESS, ModeChooser, SplitTrainer
 from digitnet.experiment import split_for_training
+from digitnet.forking import FORK_GATE
 from digitnet.lab import (
     EXPERIMENTS,
     LIVE_SETTINGS,
@@ -530,6 +532,67 @@ def test_bad_changes_are_refused(digits: Any, setting: str, value: Any, word: st
     with pytest.raises(LabError, match=word):
         s.change(setting, value)
     assert s.pending == {}
+
+
+# --------------------------------------------------------------- forks and threads
+NOT_YET = 0.3  # seconds in which something that must wait does not happen
+
+
+def held(section: Any) -> tuple[threading.Event, threading.Event]:
+    """``section`` (a context manager) entered in a thread of its own until the second
+    event is set; the first is set once it is in."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with section:
+            inside.set()
+            release.wait(WAIT)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert inside.wait(WAIT)
+    return inside, release
+
+
+def finishes(work: Any) -> threading.Event:
+    """``work()`` in a thread; the event is set once it has returned."""
+    done = threading.Event()
+    threading.Thread(target=lambda: (work(), done.set()), daemon=True).start()
+    return done
+
+
+@needs_fork
+@pytest.mark.usefixtures("split_engine")
+def test_the_lab_forks_its_helper_only_while_no_other_thread_computes(digits: Any) -> None:
+    """OpenBLAS stops its threads for a fork, and a product under way in another thread
+    (the page's snapshot, in the server) would wait for them forever: the training thread's
+    fork waits until nobody computes (digitnet.forking)."""
+    s = session(digits, epochs=50)
+    assert s.trainer.use_helper
+    _, release = held(FORK_GATE.computing())
+    s.run_step()  # the thread starts: the trainer forks its helper first
+    time.sleep(NOT_YET)
+    assert s.steps == 0 and not s.wait_idle(0)
+    release.set()
+    assert s.wait_idle(WAIT) and s.steps == 1
+    assert s.trainer.helper.process is not None  # it did fork, once it could
+    s.stop()
+    assert s.join(WAIT)
+
+
+@pytest.mark.parametrize("work", ["step", "snapshot", "gradient check", "save"])
+def test_the_labs_computations_wait_while_a_fork_is_under_way(
+        digits: Any, work: str, tmp_path: Path) -> None:
+    s = session(digits, epochs=50, augment="elastic")
+    steps(s, 1)
+    jobs = {"step": lambda: steps(s, 1), "snapshot": s.snapshot, "gradient check": s.gradient_check,
+            "save": lambda: s.save(tmp_path / "run", report=False)}
+    _, release = held(FORK_GATE.forking())
+    done = finishes(jobs[work])
+    assert not done.wait(NOT_YET)
+    release.set()
+    assert done.wait(WAIT)
+    s.stop()
+    assert s.join(WAIT)
 
 
 # --------------------------------------------------------------------------- replay

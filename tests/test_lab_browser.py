@@ -97,6 +97,20 @@ def shot(page: Any, name: str, full_page: bool = True) -> None:
     page.screenshot(path=str(ARTIFACTS / name), full_page=full_page, animations="disabled")
 
 
+def stoppable(page: Any, server: Any) -> None:
+    """Wait for the Stop button to be enabled (the page waits for no request); if it is
+    not, fail saying what the server's run and the page are doing."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function("() => !document.querySelector('#btn-stop').disabled",
+                               timeout=TIMEOUT)
+    except PlaywrightTimeout:
+        pytest.fail(f"Stop stayed disabled: the server's run is {server.state} "
+                    f"({server.message!r}, {server.steps} steps); the page shows "
+                    f"{page.get_attribute('#state', 'data-state')!r}")
+
+
 def snapshot(page: Any) -> dict[str, Any]:
     return page.evaluate("() => window.labSnapshot")  # type: ignore[no-any-return]
 
@@ -477,6 +491,7 @@ def test_a_live_run_on_an_mnist_subset(mnist_page: Any, mnist_lab: Any) -> None:
     assert s["history"][0]["val_accuracy"] > 0.8
     assert "validation loss" in page.text_content("#numbers")
     shot(page, "lab-mnist.png")
+    stoppable(page, server)
     page.click("#btn-stop")
     wait_state(page, "stopped")
     stopped = server.steps

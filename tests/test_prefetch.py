@@ -4,6 +4,7 @@ chunk, the training process doing what a starved worker did not, and no worker a
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
@@ -118,6 +119,24 @@ def test_a_dead_worker_means_the_epoch_is_computed_here(monkeypatch: pytest.Monk
     finally:
         epochs.close()
     assert epochs._pool is None
+
+
+def test_from_a_thread_other_than_the_main_one_nothing_is_forked() -> None:
+    """A threaded Dask worker's fit: other threads may be computing (digitnet.forking)."""
+    source = _source()
+    epochs = PrefetchedEpochs(source)
+    out: list[Any] = []
+    thread = threading.Thread(target=lambda: out.extend(
+        epochs(e).copy() for e in range(1, source.epochs + 1)))
+    thread.start()
+    thread.join(60)
+    try:
+        assert len(out) == source.epochs
+        for epoch, images in enumerate(out, start=1):
+            np.testing.assert_array_equal(images, source(epoch))
+        assert epochs._pool is None and epochs.chunks_worker == 0
+    finally:
+        epochs.close()
 
 
 def test_several_workers_share_the_chunks_and_give_the_same_bits() -> None:

@@ -63,6 +63,7 @@ from digitnet.config import AUGMENTATIONS, TrainConfig, is_finite_number, is_int
 from digitnet.data.datasets import Dataset
 from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.errors import DigitnetError
+from digitnet.forking import FORK_GATE
 from digitnet.gradcheck import numerical_gradient, relative_error
 from digitnet.layers import ActivationLayer, Dropout
 from digitnet.network import DTYPES, MLP
@@ -654,7 +655,7 @@ class LabSession:
                         self.after if self.after else None)
                     record = EpochRecord(epoch, loss, acc, None, None, lr, 0.0)
                     if self.x_val is not None and self.y_val is not None and len(self.x_val):
-                        with self._lock:
+                        with self._lock, FORK_GATE.computing():
                             record.val_loss, record.val_accuracy = self.trainer.evaluate(
                                 self.x_val, self.y_val)
                         check_loss(record.val_loss, "the validation")
@@ -773,7 +774,8 @@ class LabSession:
         """This epoch's images: fresh distortions with augmentation, else the originals."""
         if self._images is not None:
             self._rest()  # the split's helper has nothing to do meanwhile
-            images = self._images(epoch)
+            with FORK_GATE.computing():
+                images = self._images(epoch)
             with self._lock:
                 self.trainer.batches.replace_images(images)
             self._augmented = True
@@ -892,7 +894,7 @@ class LabSession:
 
     def _step(self, x: Array, y: NDArray[np.integer], lr: float) -> tuple[float, int]:
         """One training step; every ``stats_every`` steps measured on the way."""
-        with self._lock:
+        with self._lock, FORK_GATE.computing():
             if self.steps % self._stats_every:
                 loss, n_correct = self.trainer.step(x, y, lr)
             else:  # the trainer's step in its two halves, with the measurements between
@@ -1027,7 +1029,8 @@ class LabSession:
             out["histograms"] = [weight_histogram(w0, w) for w0, w in
                                  zip(self.initial_state[::2], weights, strict=True)]
             out["tiles"] = first_layer_tiles(weights[0], self.dataset.image_shape)
-            out["preview"] = self._preview(trained)
+            with FORK_GATE.computing():  # the previews' distortions use BLAS
+                out["preview"] = self._preview(trained)
         return out
 
     def _preview(self, trained: NDArray[np.uint8] | None) -> dict[str, Any]:
@@ -1059,8 +1062,9 @@ class LabSession:
             state = self.network.get_state()
         x = self.scaler.transform(self.x_train[:n_images], np.float64)
         y = self.y_train[:n_images]
-        result = gradient_check(self.network, state, x, y, entries=entries, eps=eps,
-                                smoothing=self.network.loss.smoothing)
+        with FORK_GATE.computing():
+            result = gradient_check(self.network, state, x, y, entries=entries, eps=eps,
+                                    smoothing=self.network.loss.smoothing)
         result["step"] = self.steps
         self.last_gradient_check = result
         self.version += 1
@@ -1091,52 +1095,54 @@ class LabSession:
             steps, changes = self.steps, list(self.changes)
             history = [dataclasses.asdict(r) for r in self.history]
             settings = dict(self.settings)
-        t = self.config.train
-        network = MLP(self.network.n_inputs, t.hidden, self.network.n_classes, t.activation,
-                      t.dtype, t.seed, dropout=settings["dropout"],
-                      input_dropout=t.input_dropout, init_scale=t.init_scale)
-        network.set_state(state)
-        if not all(np.isfinite(p).all() for p in state):
-            raise LabError("the network's weights are not finite: nothing to save")
-        dataset = self.dataset
-        model = TrainedModel(network, self.scaler, dataset.class_names, dataset.image_shape,
-                             dataset.name)
-        proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])
-        test = evaluate_model(model, dataset, proba)
-        lab = self.record(steps, changes)
-        model.info = {"test_accuracy": test["test_accuracy"], "f1_macro": test["f1_macro"],
-                      "config": t.to_dict(), "epochs_run": len(history), "lab": True}
-        metrics: dict[str, Any] = {
-            **test,
-            "train_seconds": self.train_seconds,
-            "epochs_run": len(history),
-            "best_epoch": len(history),
-            "stopped_early": False,
-            "interrupted": self.outcome == "stopped",
-            "diverged": self.message if self.outcome == "diverged" else None,
-            "history": history,
-            "config": t.to_dict(),
-            "engine": self.config.engine,
-            "engine_info": {"lab": True},
-            "seed": t.seed,
-            "dataset": {"name": dataset.name, "source": dataset.source,
-                        "n_train": len(self.x_train),
-                        "n_validation": 0 if self.x_val is None else len(self.x_val),
-                        "n_test": len(dataset.x_test)},
-            "architecture": network.describe(),
-            "layer_sizes": network.layer_sizes,
-            "n_parameters": network.n_parameters,
-            "environment": environment(),
-            "lab": {**lab, "settings_at_save": settings},
-        }
-        with claim_run_dir(folder, force=force) as path:
-            write_run(path, model, metrics)
-            atomic_write_json(path / LAB_FILE, lab)
-            if report:
-                from digitnet.report import write_report
+        # not under the lock: a fork (the training thread's, which may hold it) waits for this
+        with FORK_GATE.computing():  # the test set's predictions and the report use BLAS
+            t = self.config.train
+            network = MLP(self.network.n_inputs, t.hidden, self.network.n_classes, t.activation,
+                          t.dtype, t.seed, dropout=settings["dropout"],
+                          input_dropout=t.input_dropout, init_scale=t.init_scale)
+            network.set_state(state)
+            if not all(np.isfinite(p).all() for p in state):
+                raise LabError("the network's weights are not finite: nothing to save")
+            dataset = self.dataset
+            model = TrainedModel(network, self.scaler, dataset.class_names, dataset.image_shape,
+                                 dataset.name)
+            proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])
+            test = evaluate_model(model, dataset, proba)
+            lab = self.record(steps, changes)
+            model.info = {"test_accuracy": test["test_accuracy"], "f1_macro": test["f1_macro"],
+                          "config": t.to_dict(), "epochs_run": len(history), "lab": True}
+            metrics: dict[str, Any] = {
+                **test,
+                "train_seconds": self.train_seconds,
+                "epochs_run": len(history),
+                "best_epoch": len(history),
+                "stopped_early": False,
+                "interrupted": self.outcome == "stopped",
+                "diverged": self.message if self.outcome == "diverged" else None,
+                "history": history,
+                "config": t.to_dict(),
+                "engine": self.config.engine,
+                "engine_info": {"lab": True},
+                "seed": t.seed,
+                "dataset": {"name": dataset.name, "source": dataset.source,
+                            "n_train": len(self.x_train),
+                            "n_validation": 0 if self.x_val is None else len(self.x_val),
+                            "n_test": len(dataset.x_test)},
+                "architecture": network.describe(),
+                "layer_sizes": network.layer_sizes,
+                "n_parameters": network.n_parameters,
+                "environment": environment(),
+                "lab": {**lab, "settings_at_save": settings},
+            }
+            with claim_run_dir(folder, force=force) as path:
+                write_run(path, model, metrics)
+                atomic_write_json(path / LAB_FILE, lab)
+                if report:
+                    from digitnet.report import write_report
 
-                write_report(path, model, metrics, dataset, proba)
-        return Path(folder)
+                    write_report(path, model, metrics, dataset, proba)
+            return Path(folder)
 
 
 # ------------------------------------------------------------------------- statistics

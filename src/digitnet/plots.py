@@ -35,6 +35,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 from numpy.typing import ArrayLike, NDArray
 
+from digitnet.forking import FORK_GATE
+
 if TYPE_CHECKING:
     from matplotlib.typing import RcKeyType
 
@@ -106,7 +108,10 @@ def save_pngs(figures: Mapping[str, Figure], workers: int | None = None) -> dict
         _TO_RENDER.update(figures)
         try:
             with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("fork")) as pool:
-                return dict(zip(names, pool.map(_render, names), strict=True))
+                with FORK_GATE.forking():  # the first task forks every renderer at once
+                    futures = [pool.submit(_render, names[0])]
+                futures += [pool.submit(_render, name) for name in names[1:]]
+                return {name: f.result() for name, f in zip(names, futures, strict=True)}
         except (OSError, BrokenProcessPool):  # no processes to be had, or one was killed
             pass
         finally:

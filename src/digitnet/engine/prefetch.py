@@ -19,7 +19,10 @@ process (forked once, holding the original images) as soon as epoch ``e`` is han
 
 Every image depends only on the seed, the epoch and its position, so the result is the same
 bits whoever computed which chunk. Where no worker can be started (no fork, a daemon
-process) the images are computed here, as in the textbook path.
+process) or should not be (a thread other than the main one, such as a threaded Dask
+worker's: a fork copies only the calling thread, and another thread's BLAS product under
+way would hang, see :mod:`digitnet.forking`) the images are computed here, as in the
+textbook path.
 """
 
 from __future__ import annotations
@@ -29,12 +32,14 @@ import mmap
 import multiprocessing
 import multiprocessing.pool
 import os
+import threading
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from digitnet.augment import BLOCK
+from digitnet.forking import FORK_GATE
 from digitnet.training import EpochImages
 
 CHUNK = BLOCK  # images per chunk: a whole number of the augmentation's blocks
@@ -120,11 +125,13 @@ class PrefetchedEpochs:
         self.chunks_worker = 0
 
     def _start(self) -> multiprocessing.pool.Pool | None:
+        if threading.current_thread() is not threading.main_thread():
+            self._failed = True  # other threads may be computing: no fork from here
         if self._pool is None and not self._failed:
             try:
                 context = multiprocessing.get_context("fork")
                 self._shared = _Shared(self.source, context.Lock())
-                with self._blas_limit():
+                with FORK_GATE.forking(), self._blas_limit():
                     self._pool = context.Pool(self.workers, initializer=_start_worker,
                                               initargs=(self._shared, self.nice))
             except (ValueError, OSError, AssertionError):  # no fork; a daemon process

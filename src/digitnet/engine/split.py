@@ -86,7 +86,10 @@ OpenBLAS's idle threads spin for ~0.1 s after a multi-threaded product (unless
 :data:`digitnet.cli.OPENBLAS_THREAD_TIMEOUT`). This process's stop when the helper is
 forked (OpenBLAS shuts its pool down for a fork), and the helper never starts any: it
 inherits its BLAS thread limit through the fork instead of setting it (see :func:`_serve`),
-so the engine's first steps are as fast from Python as from the command line.
+so the engine's first steps are as fast from Python as from the command line. For the same
+reason a product under way in another thread of this process would wait forever for the
+stopped pool: the fork goes through :data:`digitnet.forking.FORK_GATE` (the live lab's
+server threads compute inside it).
 """
 
 from __future__ import annotations
@@ -116,6 +119,7 @@ from digitnet.data.preprocessing import MinMaxScaler
 from digitnet.engine.flat import FlatParameters
 from digitnet.engine.optimizers import SGD, Optimizer, make_optimizer, n_state_vectors
 from digitnet.engine.prefetch import PrefetchedEpochs
+from digitnet.forking import FORK_GATE
 from digitnet.inference import evaluate_loss_accuracy
 from digitnet.layers import Dense
 from digitnet.network import MLP
@@ -312,7 +316,8 @@ class HelperProcess:
             name="digitnet-helper", daemon=True,
         )
         try:
-            self.process.start()
+            with FORK_GATE.forking():  # no other thread in BLAS meanwhile
+                self.process.start()
         finally:
             child_end.close()
             os.close(self._wake_r)
@@ -774,13 +779,14 @@ class SplitTrainer:
             there.append(RowShare(layer, slice(r, None), *args,
                                   shared_array((n, widths[i]), dtype)))
         work = HelperWork(there, self.helper_optimizer, self.batches, self.optimizer_settings)
-        self._stack.enter_context(threadpool_limits(self.threads))
         process = None
-        if self.use_helper:
-            try:
-                process = HelperProcess(work)
-            except OSError:  # no fork (memory, process limits): the same work, inline
-                self.use_helper = False
+        with FORK_GATE.forking():  # the thread limit changes and the fork: nobody in BLAS
+            self._stack.enter_context(threadpool_limits(self.threads))
+            if self.use_helper:
+                try:
+                    process = HelperProcess(work)
+                except OSError:  # no fork (memory, process limits): the same work, inline
+                    self.use_helper = False
         self.helper = AdaptiveHelper(work, process, self.chooser)
         self._stack.callback(self.helper.close)
         self.batches.helper = self.helper
