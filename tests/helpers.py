@@ -11,8 +11,8 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,3 +258,33 @@ def stop_with_ctrl_c(process: subprocess.Popen[str]) -> str:
 def port_of(url: str) -> int:
     """The port of ``http://host:PORT/``."""
     return int(url.rstrip("/").rpartition(":")[2])
+
+
+THREAD_WAIT = 30.0  # seconds a thread may take to get somewhere on a busy machine
+
+
+def held(section: AbstractContextManager[Any]) -> threading.Event:
+    """``section`` entered in a thread of its own and held there until the event returned is
+    set (the call returns once it is in)."""
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with section:
+            inside.set()
+            release.wait(THREAD_WAIT)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert inside.wait(THREAD_WAIT), "the section was not entered"
+    return release
+
+
+def finishes(work: Callable[[], Any]) -> threading.Event:
+    """``work()`` in a thread of its own; the event is set once it has returned."""
+    done = threading.Event()
+
+    def run() -> None:
+        work()
+        done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    return done

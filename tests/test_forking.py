@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 
 import numpy as np
 import pytest
-from helpers import blobs
+from helpers import blobs, finishes, held
 
 from digitnet import plots
 from digitnet.augment import AUGMENTERS
@@ -30,41 +30,20 @@ WAIT = 30.0  # seconds: a busy machine
 NOT_YET = 0.2  # seconds in which something that must wait does not happen
 
 
-def in_thread(work: Callable[[], None]) -> tuple[threading.Thread, threading.Event]:
-    """``work`` in a new thread; the event is set once it has returned."""
-    done = threading.Event()
-
-    def run() -> None:
-        work()
-        done.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, done
-
-
-def later(section: Callable[[], AbstractContextManager[None]]) -> Callable[[], None]:
-    """Work that enters ``section`` and leaves it at once."""
+def passes(section: Callable[[], AbstractContextManager[None]]) -> threading.Event:
+    """A thread that enters ``section()`` and leaves it at once; the event is set when done."""
     def work() -> None:
         with section():
             pass
-    return work
+    return finishes(work)
 
 
 def test_a_fork_waits_for_the_computing_threads_and_goes_before_new_ones() -> None:
     gate = ForkGate()
-    inside, release = threading.Event(), threading.Event()
-
-    def compute() -> None:
-        with gate.computing():
-            inside.set()
-            release.wait(WAIT)
-
-    in_thread(compute)
-    assert inside.wait(WAIT)
-    _, forked = in_thread(later(gate.forking))
+    release = held(gate.computing())
+    forked = passes(gate.forking)
     assert not forked.wait(NOT_YET)  # the other thread is computing
-    _, computed = in_thread(later(gate.computing))
+    computed = passes(gate.computing)
     assert not computed.wait(NOT_YET)  # a fork is due: it goes first
     release.set()
     assert forked.wait(WAIT) and computed.wait(WAIT)
@@ -78,22 +57,13 @@ def test_many_threads_compute_at_once() -> None:
         with gate.computing():
             barrier.wait()  # all three inside together
 
-    threads = [in_thread(compute) for _ in range(3)]
-    assert all(done.wait(WAIT) for _, done in threads)
+    assert all(done.wait(WAIT) for done in [finishes(compute) for _ in range(3)])
 
 
 def test_computing_waits_while_a_fork_is_under_way() -> None:
     gate = ForkGate()
-    forking, release = threading.Event(), threading.Event()
-
-    def fork() -> None:
-        with gate.forking():
-            forking.set()
-            release.wait(WAIT)
-
-    in_thread(fork)
-    assert forking.wait(WAIT)
-    _, computed = in_thread(later(gate.computing))
+    release = held(gate.forking())
+    computed = passes(gate.computing)
     assert not computed.wait(NOT_YET)
     release.set()
     assert computed.wait(WAIT)
@@ -109,8 +79,7 @@ def test_the_sections_nest_in_a_thread_without_waiting_for_itself() -> None:
         with gate.computing(), gate.forking(), gate.forking(), gate.computing():
             pass
 
-    _, done = in_thread(nested)
-    assert done.wait(WAIT)
+    assert finishes(nested).wait(WAIT)
 
     inside, go_on = threading.Event(), threading.Event()
 
@@ -121,9 +90,9 @@ def test_the_sections_nest_in_a_thread_without_waiting_for_itself() -> None:
             with gate.computing():  # a fork is due meanwhile
                 pass
 
-    _, outer_done = in_thread(outer)
+    outer_done = finishes(outer)
     assert inside.wait(WAIT)
-    _, forked = in_thread(later(gate.forking))
+    forked = passes(gate.forking)
     assert not forked.wait(NOT_YET)
     go_on.set()
     assert outer_done.wait(WAIT) and forked.wait(WAIT)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import served, stop_with_ctrl_c
+from helpers import finishes, held, served, stop_with_ctrl_c
 
 from digitnet.data import load_dataset
 from digitnet.data.preprocessing import MinMaxScaler
@@ -538,28 +537,6 @@ def test_bad_changes_are_refused(digits: Any, setting: str, value: Any, word: st
 NOT_YET = 0.3  # seconds in which something that must wait does not happen
 
 
-def held(section: Any) -> tuple[threading.Event, threading.Event]:
-    """``section`` (a context manager) entered in a thread of its own until the second
-    event is set; the first is set once it is in."""
-    inside, release = threading.Event(), threading.Event()
-
-    def hold() -> None:
-        with section:
-            inside.set()
-            release.wait(WAIT)
-
-    threading.Thread(target=hold, daemon=True).start()
-    assert inside.wait(WAIT)
-    return inside, release
-
-
-def finishes(work: Any) -> threading.Event:
-    """``work()`` in a thread; the event is set once it has returned."""
-    done = threading.Event()
-    threading.Thread(target=lambda: (work(), done.set()), daemon=True).start()
-    return done
-
-
 @needs_fork
 @pytest.mark.usefixtures("split_engine")
 def test_the_lab_forks_its_helper_only_while_no_other_thread_computes(digits: Any) -> None:
@@ -568,7 +545,7 @@ def test_the_lab_forks_its_helper_only_while_no_other_thread_computes(digits: An
     fork waits until nobody computes (digitnet.forking)."""
     s = session(digits, epochs=50)
     assert s.trainer.use_helper
-    _, release = held(FORK_GATE.computing())
+    release = held(FORK_GATE.computing())
     s.run_step()  # the thread starts: the trainer forks its helper first
     time.sleep(NOT_YET)
     assert s.steps == 0 and not s.wait_idle(0)
@@ -586,7 +563,7 @@ def test_the_labs_computations_wait_while_a_fork_is_under_way(
     steps(s, 1)
     jobs = {"step": lambda: steps(s, 1), "snapshot": s.snapshot, "gradient check": s.gradient_check,
             "save": lambda: s.save(tmp_path / "run", report=False)}
-    _, release = held(FORK_GATE.forking())
+    release = held(FORK_GATE.forking())
     done = finishes(jobs[work])
     assert not done.wait(NOT_YET)
     release.set()
