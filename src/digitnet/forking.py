@@ -14,7 +14,8 @@ saved run's report). So every fork goes through :data:`FORK_GATE`:
 
 Where only one thread runs (``digitnet train``) the gate costs an uncontended lock.
 Both are re-entrant in a thread, and a thread that computes may fork (its own computing
-does not make it wait).
+does not make it wait; two threads doing so at once would wait for each other, so where
+several threads fork, they fork outside their computing sections, as the lab's does).
 """
 
 from __future__ import annotations
