@@ -1095,54 +1095,56 @@ class LabSession:
             steps, changes = self.steps, list(self.changes)
             history = [dataclasses.asdict(r) for r in self.history]
             settings = dict(self.settings)
-        # not under the lock: a fork (the training thread's, which may hold it) waits for this
-        with FORK_GATE.computing():  # the test set's predictions and the report use BLAS
-            t = self.config.train
-            network = MLP(self.network.n_inputs, t.hidden, self.network.n_classes, t.activation,
-                          t.dtype, t.seed, dropout=settings["dropout"],
-                          input_dropout=t.input_dropout, init_scale=t.init_scale)
-            network.set_state(state)
-            if not all(np.isfinite(p).all() for p in state):
-                raise LabError("the network's weights are not finite: nothing to save")
-            dataset = self.dataset
-            model = TrainedModel(network, self.scaler, dataset.class_names, dataset.image_shape,
-                                 dataset.name)
-            proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])
+        t = self.config.train
+        network = MLP(self.network.n_inputs, t.hidden, self.network.n_classes, t.activation,
+                      t.dtype, t.seed, dropout=settings["dropout"],
+                      input_dropout=t.input_dropout, init_scale=t.init_scale)
+        network.set_state(state)
+        if not all(np.isfinite(p).all() for p in state):
+            raise LabError("the network's weights are not finite: nothing to save")
+        dataset = self.dataset
+        model = TrainedModel(network, self.scaler, dataset.class_names, dataset.image_shape,
+                             dataset.name)
+        proba = np.empty((len(dataset.x_test), dataset.n_classes), DTYPES[network.dtype])
+        # the gate, not the lock: a fork (the training thread's, which may hold the lock)
+        # waits for these products
+        with FORK_GATE.computing():
             test = evaluate_model(model, dataset, proba)
-            lab = self.record(steps, changes)
-            model.info = {"test_accuracy": test["test_accuracy"], "f1_macro": test["f1_macro"],
-                          "config": t.to_dict(), "epochs_run": len(history), "lab": True}
-            metrics: dict[str, Any] = {
-                **test,
-                "train_seconds": self.train_seconds,
-                "epochs_run": len(history),
-                "best_epoch": len(history),
-                "stopped_early": False,
-                "interrupted": self.outcome == "stopped",
-                "diverged": self.message if self.outcome == "diverged" else None,
-                "history": history,
-                "config": t.to_dict(),
-                "engine": self.config.engine,
-                "engine_info": {"lab": True},
-                "seed": t.seed,
-                "dataset": {"name": dataset.name, "source": dataset.source,
-                            "n_train": len(self.x_train),
-                            "n_validation": 0 if self.x_val is None else len(self.x_val),
-                            "n_test": len(dataset.x_test)},
-                "architecture": network.describe(),
-                "layer_sizes": network.layer_sizes,
-                "n_parameters": network.n_parameters,
-                "environment": environment(),
-                "lab": {**lab, "settings_at_save": settings},
-            }
-            with claim_run_dir(folder, force=force) as path:
-                write_run(path, model, metrics)
-                atomic_write_json(path / LAB_FILE, lab)
-                if report:
-                    from digitnet.report import write_report
+        lab = self.record(steps, changes)
+        model.info = {"test_accuracy": test["test_accuracy"], "f1_macro": test["f1_macro"],
+                      "config": t.to_dict(), "epochs_run": len(history), "lab": True}
+        metrics: dict[str, Any] = {
+            **test,
+            "train_seconds": self.train_seconds,
+            "epochs_run": len(history),
+            "best_epoch": len(history),
+            "stopped_early": False,
+            "interrupted": self.outcome == "stopped",
+            "diverged": self.message if self.outcome == "diverged" else None,
+            "history": history,
+            "config": t.to_dict(),
+            "engine": self.config.engine,
+            "engine_info": {"lab": True},
+            "seed": t.seed,
+            "dataset": {"name": dataset.name, "source": dataset.source,
+                        "n_train": len(self.x_train),
+                        "n_validation": 0 if self.x_val is None else len(self.x_val),
+                        "n_test": len(dataset.x_test)},
+            "architecture": network.describe(),
+            "layer_sizes": network.layer_sizes,
+            "n_parameters": network.n_parameters,
+            "environment": environment(),
+            "lab": {**lab, "settings_at_save": settings},
+        }
+        with claim_run_dir(folder, force=force) as path:
+            write_run(path, model, metrics)
+            atomic_write_json(path / LAB_FILE, lab)
+            if report:
+                from digitnet.report import write_report
 
+                with FORK_GATE.computing():
                     write_report(path, model, metrics, dataset, proba)
-            return Path(folder)
+        return Path(folder)
 
 
 # ------------------------------------------------------------------------- statistics

@@ -125,9 +125,9 @@ class PrefetchedEpochs:
         self.chunks_worker = 0
 
     def _start(self) -> multiprocessing.pool.Pool | None:
-        if threading.current_thread() is not threading.main_thread():
-            self._failed = True  # other threads may be computing: no fork from here
-        if self._pool is None and not self._failed:
+        # not from another thread: other threads may be computing (see the module text)
+        if (self._pool is None and not self._failed
+                and threading.current_thread() is threading.main_thread()):
             try:
                 context = multiprocessing.get_context("fork")
                 self._shared = _Shared(self.source, context.Lock())
