@@ -262,6 +262,46 @@ def test_pause_step_epoch_and_resume(page: Any, lab: Any) -> None:
     assert page.is_disabled("#btn-stop")
 
 
+def test_an_answer_older_than_the_events_shown_is_not_shown(
+        browser: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer to "+1 epoch" is the state when the epoch began; here it arrives after the
+    events that showed the epoch done and the run paused (as on a busy machine). The page
+    must go on showing "paused" (with Run enabled), not put "running" back. (A lab of its
+    own: serving it with the answer delayed, then closing it, ends its event streams.)"""
+    from digitnet.data import load_dataset
+    from digitnet.web.lab import Lab
+
+    answer = Lab.control
+
+    def late(self: Any, payload: Any) -> dict[str, Any]:
+        out = answer(self, payload)
+        if payload.get("action") == "epoch":
+            assert out["state"] == "running"
+            self.session.wait_idle(TIMEOUT / 1000)  # the epoch is done: paused
+            time.sleep(1.0)  # the events stream shows that first
+        return out
+
+    monkeypatch.setattr(Lab, "control", late)
+    lab = Lab(runs_dir=tmp_path, datasets={"digits": load_dataset("digits")})
+    with serving(lab) as url, open_page(browser, url, lab, DESKTOP) as page:
+        start(page, epochs=40)
+        wait_state(page, "running")
+        page.click("#btn-pause")
+        wait_state(page, "paused")
+        paused = lab.session.steps
+        page.click("#btn-epoch")
+        # the epoch done, from the events; the answer still to come
+        page.wait_for_function("(n) => { const s = window.labSnapshot; return s.state === "
+                               "'paused' && s.epoch_progress === 0 && s.steps > n; }",
+                               arg=paused, timeout=TIMEOUT)
+        page.wait_for_function("() => !document.querySelector('#btn-gradcheck').disabled",
+                               timeout=TIMEOUT)  # the answer has come: nothing waits for it
+        assert page.get_attribute("#state", "data-state") == "paused"
+        assert page.is_enabled("#btn-resume")
+        page.click("#btn-stop")
+        wait_state(page, "stopped")
+
+
 def test_the_gradient_check_in_the_page(page: Any, lab: Any) -> None:
     start(page, epochs=3)
     wait_state(page, "done")

@@ -45,6 +45,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 import os
@@ -400,6 +401,9 @@ def inactive_share(activation: str, a: Array) -> float:
     return float(1.0 - active_units(activation, a).mean())
 
 
+_RUN_IDS = itertools.count(1)
+
+
 class LabSession:
     """One lab run of ``config`` on ``dataset``, in its own thread (:meth:`start`) or in
     the caller's (:meth:`run`).
@@ -444,6 +448,7 @@ class LabSession:
         self._good_state: list[Array] | None = None  # the last complete epoch's weights
         self._stepper = _Stepper(self)
         self._stats_every = config.stats_every
+        self.run_id = next(_RUN_IDS)  # the page tells a new run's snapshots from an old one's
         self._lock = threading.Lock()  # held while a step changes the weights
         self._cond = threading.Condition()  # controls, pending changes
         self._mode = "pause"  # run | pause | epoch | step | stop
@@ -999,6 +1004,7 @@ class LabSession:
             changes = [c.to_dict() for c in self.changes]
         facts = self.facts()
         out: dict[str, Any] = {
+            "run": self.run_id,
             "version": version,
             "state": self.state,
             "message": self.message,

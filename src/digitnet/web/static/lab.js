@@ -324,6 +324,9 @@ function blit(canvas, image) {
 
 // -------------------------------------------------------------------- render
 function render(s, full = true) {
+  // A request's answer can arrive after events newer than it (the run went on meanwhile):
+  // showing it would put an older state back on screen until the run changes again.
+  if (s.run !== undefined && s.run === snap.run && s.version < snap.version) return;
   if (full || s.state === "none") snap = s;
   else snap = { ...snap, ...s };
   s = snap;
